@@ -1,0 +1,201 @@
+"""Device and precision choice, a mixed-precision inferer for CPU and GPU, metrics in mm, weight loading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from monai.handlers import HausdorffDistance
+from monai.inferers import Inferer
+
+logger = logging.getLogger(__name__)
+
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU flags whose presence makes bf16 convolutions faster than fp32 (oneDNN kernels)."""
+
+
+def default_device() -> torch.device:
+    """The first CUDA device when one is usable, else the CPU."""
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (Linux /proc/cpuinfo; empty elsewhere)."""
+    if platform.system() != "Linux":
+        return set()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """True where bf16 autocast speeds convolutions up: CUDA with bf16 support, or a CPU with AMX/AVX512-BF16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(cpu_flags() & set(CPU_BF16_FLAGS))
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """Resolve a config's `precision` ('auto', 'bf16', 'fp16', 'fp32') to an autocast dtype (None = fp32)."""
+    precision = str(precision).lower()
+    if precision == "auto":
+        return torch.bfloat16 if bf16_is_fast(device) else None
+    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+    if precision not in choices:
+        raise ValueError(f"precision must be one of auto, bf16, fp16, fp32; got {precision!r}")
+    return choices[precision]
+
+
+class AutocastInferer(Inferer):
+    """Run another MONAI inferer under `torch.autocast` and hand back float32 outputs.
+
+    MONAI engines' own `amp` flag autocasts on CUDA only; this works on CPU (bf16) and GPU alike,
+    so one config runs fast on both. Losses and metrics then see fp32 predictions.
+    """
+
+    def __init__(self, inferer: Inferer, precision: str = "auto", device: torch.device | str | None = None):
+        self.inferer = inferer
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = autocast_dtype(precision, self.device)
+        logger.info("inference precision: %s on %s", self.dtype or torch.float32, self.device)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.dtype is None:
+            context = nullcontext()
+        else:
+            context = torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        with context:
+            outputs = self.inferer(inputs, network, *args, **kwargs)
+        return _to_float32(outputs)
+
+
+def _to_float32(outputs: Any) -> Any:
+    """Cast floating tensors (also inside tuples, lists and dicts) back to float32."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, Mapping):
+        return {key: _to_float32(value) for key, value in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_to_float32(value) for value in outputs)
+    return outputs
+
+
+class HausdorffDistanceMM(HausdorffDistance):
+    """MONAI's HausdorffDistance handler, in millimetres: passes each label's voxel spacing to the metric."""
+
+    def update(self, output) -> None:
+        y_pred, y = output
+        spacing = [_voxel_spacing(label) for label in y]
+        self.metric_fn(y_pred, y, spacing=spacing)
+
+
+def _voxel_spacing(image: torch.Tensor) -> list[float]:
+    """Voxel size of a channel-first MetaTensor (1.0 per axis without metadata)."""
+    pixdim = getattr(image, "pixdim", None)
+    if pixdim is None:
+        return [1.0] * (image.ndim - 1)
+    return [float(value) for value in pixdim]
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shipped_weights_sha256(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Weight file name -> sha256 for every task block of a bundle's metadata that lists both."""
+    tasks = metadata.get("medimg", {}).get("tasks", {})
+    return {Path(task["weights"]).name: task["sha256"] for task in tasks.values() if task.get("weights") and task.get("sha256")}
+
+
+class WeightsError(RuntimeError):
+    """A weight file is missing, altered, or does not fit the network."""
+
+
+def load_weights(
+    network: torch.nn.Module,
+    path: str | os.PathLike,
+    known_sha256: Mapping[str, str] | None = None,
+    strict: bool = True,
+) -> torch.nn.Module:
+    """Load a plain state_dict into `network` after checking its sha256 when the file is a shipped one.
+
+    `known_sha256` maps weight file names (as listed in the bundle metadata) to their hashes; a file
+    with a listed name must match. Other files (your own checkpoints) load with their hash logged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weight file not found")
+    actual = sha256_of(path)
+    expected = (known_sha256 or {}).get(path.name)
+    if expected is not None and actual != expected:
+        raise WeightsError(f"{path}: sha256 {actual[:16]}... does not match the bundle's {expected[:16]}...")
+    if expected is None:
+        logger.warning("%s is not a shipped weight file; loading it unverified (sha256 %s)", path, actual)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    target = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
+    try:
+        target.load_state_dict(state, strict=strict)
+    except RuntimeError as error:
+        raise WeightsError(f"{path}: does not fit the network ({str(error).splitlines()[0]})") from None
+    logger.info("loaded weights %s (sha256 %s)", path, actual[:16])
+    return network
+
+
+class SegmentationReport:
+    """Ignite handler: at the end of an evaluation, write `report.json` with per-label and per-case metrics.
+
+    Reads the per-image details that MONAI's metric handlers keep in `engine.state.metric_details`
+    (one row per image, one column per foreground label) and the file names of the images.
+    """
+
+    def __init__(self, output_dir: str, class_names: list[str], include_background: bool = False):
+        self.output_dir = Path(output_dir)
+        self.labels = list(class_names if include_background else class_names[1:])
+        self.cases: list[str] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self.cases.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_names)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _collect_names(self, engine) -> None:
+        self.cases.extend(str(item["image"].meta.get("filename_or_obj", "")) for item in engine.state.batch)
+
+    def _write(self, engine) -> None:
+        details = getattr(engine.state, "metric_details", {}) or {}
+        report = {"labels": self.labels, "cases": self.cases, "metrics": {}}
+        for metric, values in details.items():
+            table = torch.as_tensor(values, dtype=torch.float64).reshape(len(self.cases), -1).cpu()
+            per_label = {}
+            for column, label in enumerate(self.labels[: table.shape[1]]):
+                finite = table[:, column][torch.isfinite(table[:, column])]
+                per_label[label] = {"mean": float(finite.mean()) if len(finite) else None, "n": int(len(finite))}
+            report["metrics"][metric] = {
+                "per_label": per_label,
+                "per_case": [[None if not torch.isfinite(v) else float(v) for v in row] for row in table],
+            }
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "report.json").write_text(json.dumps(report, indent=2))
+        logger.info("wrote %s", self.output_dir / "report.json")

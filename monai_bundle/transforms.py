@@ -1,0 +1,119 @@
+"""Bundle-specific MONAI transforms: writing results on the input's own grid."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.transforms import KeepLargestConnectedComponent, MapTransform
+
+from monai_bundle.image_io import image_suffix, read_header, write_image
+
+logger = logging.getLogger(__name__)
+
+GRID_TOLERANCE_MM = 1e-3
+
+
+def source_path(item) -> str:
+    """The file or DICOM folder an image (MetaTensor) was read from."""
+    meta = getattr(item, "meta", {}) or {}
+    path = meta.get("filename_or_obj")
+    if not path:
+        raise ValueError("the prediction carries no source file name (was it loaded with LoadImaged?)")
+    return str(path)
+
+
+def case_name(path: str) -> str:
+    """A file's (or DICOM folder's) name without its image suffix."""
+    suffix = image_suffix(path)
+    name = Path(path).name
+    return name[: -len(suffix)] if suffix and suffix != "dicom" else name
+
+
+def output_path(source: str, output_dir: str, postfix: str, ext: str | None) -> Path:
+    """`<output_dir>/<case>_<postfix><ext>`; ext defaults to the source's own format (DICOM -> .nii.gz)."""
+    suffix = ext or image_suffix(source)
+    if suffix in (None, "dicom", ".mhd", ".nhdr"):
+        suffix = {".mhd": ".mha", ".nhdr": ".nrrd"}.get(suffix, ".nii.gz")
+    return Path(output_dir) / f"{case_name(source)}_{postfix}{suffix}"
+
+
+class SaveOnInputGridd(MapTransform):
+    """Write each key's array on the grid of the image it came from, reusing that file's header.
+
+    Run it after `Invertd`: the array must then have the source's shape and affine, which is checked
+    (a mismatch is an error, never a silently shifted result). NIfTI and NRRD sources get their own
+    header back byte-for-byte apart from the data type; DICOM sources are written as NIfTI.
+    Writing is atomic: a temp file renamed into place.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        output_postfix: str = "seg",
+        output_ext: str | None = None,
+        output_dtype: str = "uint8",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = output_dir
+        self.output_postfix = output_postfix
+        self.output_ext = output_ext
+        self.output_dtype = np.dtype(output_dtype)
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[f"{key}_path"] = str(self.save(d[key]))
+        return d
+
+    def save(self, item) -> Path:
+        """Write one channel-first prediction next to its source's grid; return the written path."""
+        source = source_path(item)
+        array = np.asarray(item.detach().cpu() if hasattr(item, "detach") else item)
+        if array.ndim in (3, 4) and array.shape[0] == 1:
+            array = array[0]
+        affine = np.asarray(item.meta["affine"], dtype=np.float64)
+        check_same_grid(source, array.shape, affine)
+        target = output_path(source, self.output_dir, self.output_postfix, self.output_ext)
+        write_image(array.astype(self.output_dtype), affine, target, reference=_header_source(source))
+        logger.info("wrote %s", target)
+        return target
+
+
+def check_same_grid(source: str, shape: tuple[int, ...], affine: np.ndarray) -> None:
+    """Raise if `shape`/`affine` differ from the source image's grid."""
+    source_shape, source_affine, _ = read_header(source)
+    if tuple(shape) != tuple(source_shape):
+        raise ValueError(f"{source}: result shape {tuple(shape)} differs from the input's {tuple(source_shape)}")
+    error = float(np.abs(np.asarray(affine) - source_affine).max())
+    if error > GRID_TOLERANCE_MM:
+        raise ValueError(f"{source}: result affine differs from the input's by {error:.3g} mm")
+
+
+def _header_source(source: str) -> str | None:
+    """The file whose header a result may reuse (a single-file image; not a DICOM folder)."""
+    return source if Path(source).is_file() and image_suffix(source) not in (None, "dicom") else None
+
+
+class KeepLargestComponentPerLabeld(MapTransform):
+    """Keep each listed label's largest connected component in a label map; an empty list does nothing.
+
+    Meant for organs that are one piece (liver, spleen, heart); leave out paired or scattered
+    structures (lungs, kidneys, bones), whose second piece is real.
+    """
+
+    def __init__(self, keys: KeysCollection, labels: list[int] | None = None, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.labels = list(labels or [])
+        self.keep = KeepLargestConnectedComponent(applied_labels=self.labels, independent=True) if self.labels else None
+
+    def __call__(self, data):
+        d = dict(data)
+        if self.keep is not None:
+            for key in self.key_iterator(d):
+                d[key] = self.keep(d[key])
+        return d
