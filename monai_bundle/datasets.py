@@ -56,11 +56,12 @@ class ImageList(list):
         self.skipped = list(skipped or [])
 
 
-def image_datalist(dataset_dir: str | os.PathLike) -> ImageList:
+def image_datalist(dataset_dir: str | os.PathLike, ndim: int | None = None) -> ImageList:
     """Every image below a folder (NIfTI, NRRD, MetaImage files and DICOM series), or one image file.
 
     Each header is checked first: an unreadable input is logged in one line and left out, so the
-    rest still run; `fail_if_skipped` then ends the run with a non-zero exit.
+    rest still run; `fail_if_skipped` then ends the run with a non-zero exit. With `ndim`, images
+    of another dimensionality are left out the same way.
     """
     path = Path(dataset_dir)
     images = [str(path)] if path.is_file() else find_images(_existing_dir(path))
@@ -69,7 +70,9 @@ def image_datalist(dataset_dir: str | os.PathLike) -> ImageList:
     readable, skipped = [], []
     for image in images:
         try:
-            read_header(image)
+            shape = read_header(image)[0]
+            if ndim is not None and len(shape) != ndim:
+                raise ImageReadError(image, f"is {len(shape)}D (shape {tuple(shape)}); a {ndim}D image is needed")
             readable.append({"image": image})
         except ImageReadError as error:
             logger.error("skipping %s", error)

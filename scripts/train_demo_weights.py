@@ -49,17 +49,17 @@ def brain_mask_dice(prediction: Path, mask: Path) -> float:
 def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict:
     """Held-out metrics: labelled test cases through evaluate.json; brain masks through inference.json."""
     spec = json.loads((dataset / "dataset.json").read_text())
+    results = {}
     if spec.get("test"):
         bundle(task, "evaluate", dataset_dir=dataset, eval_split="test", output_dir=work / "eval", checkpoint=checkpoint)
         report = json.loads((work / "eval" / "report.json").read_text())
-        return {"held_out_cases": [Path(c).name for c in report["cases"]], **report["metrics"]}
-    results = {}
-    for case in spec["test_brain_mask"]:
+        results.update({"held_out_cases": [Path(c).name for c in report["cases"]], **report["metrics"]})
+    for case in spec.get("test_brain_mask", []):
         image = dataset / case["image"]
         bundle(task, "inference", dataset_dir=image, output_dir=work / "inference", checkpoint=checkpoint)
         predicted = output_path(str(image), str(work / "inference"), "seg", None)
-        results[image.name] = brain_mask_dice(predicted, dataset / case["brain_mask"])
-    return {"held_out_brain_mask_dice": results}
+        results.setdefault("held_out_brain_mask_dice", {})[image.name] = brain_mask_dice(predicted, dataset / case["brain_mask"])
+    return results
 
 
 def training_fit(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict:

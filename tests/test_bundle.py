@@ -60,7 +60,6 @@ def test_verify_net_in_out():
              "--device", "cpu", "--n", "4"])
 
 
-@pytest.mark.slow
 def test_ckpt_export_to_torchscript(tmp_path):
     weights = REPO / "monai_bundle" / runner.tasks()["ct_segmentation"]["weights"]
     exported = tmp_path / "model.ts"

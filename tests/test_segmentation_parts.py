@@ -56,6 +56,11 @@ def test_image_datalist_accepts_a_file_or_a_folder(tmp_path):
     write_image(np.zeros((4, 4, 4), np.float32), np.eye(4), tmp_path / "x.nii.gz")
     assert datasets.image_datalist(tmp_path / "x.nii.gz") == [{"image": str(tmp_path / "x.nii.gz")}]
     assert datasets.image_datalist(tmp_path) == [{"image": str(tmp_path / "x.nii.gz")}]
+    write_image(np.zeros((4, 4), np.float32), np.eye(4), tmp_path / "flat.nii.gz")
+    three_d = datasets.image_datalist(tmp_path, ndim=3)
+    assert [d["image"] for d in three_d] == [str(tmp_path / "x.nii.gz")]
+    assert len(three_d.skipped) == 1 and "flat.nii.gz" in three_d.skipped[0] and "2D" in three_d.skipped[0]
+    (tmp_path / "flat.nii.gz").unlink()
     (tmp_path / "empty").mkdir()
     with pytest.raises(datasets.DatasetError, match="no NIfTI"):
         datasets.image_datalist(tmp_path / "empty")
