@@ -635,7 +635,7 @@ def _arguments() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
     try:
-        overrides = runner._pairs(rest)
+        overrides = runner.parse_overrides(rest)
     except SystemExit as error:
         raise UsageError(str(error.code)) from None
     for key in ("dataset_dir", "output_dir"):

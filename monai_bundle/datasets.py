@@ -8,7 +8,8 @@ import os
 import random
 from pathlib import Path
 
-from monai_bundle.image_io import ImageReadError, find_images, image_suffix, read_header
+from monai_bundle.image_io import ImageReadError, find_images, read_header
+from monai_bundle.transforms import case_name
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,7 @@ def _folder_pairs(root: Path) -> list[dict[str, str]]:
 
 def _case_name(path: Path) -> str:
     """A file's name without its image suffix, nnU-Net channel tag or label tag."""
-    suffix = image_suffix(path)
-    name = path.name[: -len(suffix)] if suffix and suffix != "dicom" else path.name
+    name = case_name(str(path))
     for tag in ("_0000", "_seg", "_label", "_labels"):
         if name.endswith(tag):
             return name[: -len(tag)]

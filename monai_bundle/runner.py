@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflow", default="inference")
     parser.add_argument("--print-command", action="store_true", help="print the monai.bundle command and exit")
     args, rest = parser.parse_known_args(argv)
-    overrides = _pairs(rest)
+    overrides = parse_overrides(rest)
     if args.print_command:
         print(shlex.join(bundle_command(args.task, args.workflow, **overrides)))
         return 0
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _pairs(words: list[str]) -> dict[str, Any]:
+def parse_overrides(words: list[str]) -> dict[str, Any]:
     """['--key', 'value', ...] -> {'key': value}, values parsed as Python literals where they are one (as fire does)."""
     if len(words) % 2 or not all(word.startswith("--") for word in words[::2]):
         raise SystemExit(f"overrides must be --key value pairs, got: {' '.join(words)}")
