@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -41,6 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from monai_bundle import runner
+from monai_bundle.files import write_text_atomic
 from monai_bundle.image_io import ImageReadError, find_images, read_header, read_image
 from monai_bundle.transforms import SaveOnInputGridd, check_same_grid, output_path
 
@@ -181,21 +181,6 @@ def remove_stale_temps(targets: list[Path], before: float) -> None:
                     entry.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temp name beside `path`, fsync, and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------- failures and notes
 
 
@@ -292,7 +277,7 @@ class Pipeline:
 
     def signature(self) -> str:
         """A hash of what decides a result: task, config (with overrides) and weight file contents."""
-        from monai_bundle.engines import sha256_of
+        from monai_bundle.files import sha256_of
 
         config = {k: v for k, v in self.parser.get().items() if k not in _NOT_IN_SIGNATURE}
         weights = sha256_of(self.checkpoint) if self.checkpoint.is_file() else None

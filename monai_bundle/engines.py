@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ from typing import Any, Callable, Mapping
 import torch
 from monai.handlers import HausdorffDistance
 from monai.inferers import Inferer
+
+from monai_bundle.files import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -110,15 +111,6 @@ def _voxel_spacing(image: torch.Tensor) -> list[float]:
     if pixdim is None:
         return [1.0] * (image.ndim - 1)
     return [float(value) for value in pixdim]
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def shipped_weights_sha256(metadata: Mapping[str, Any]) -> dict[str, str]:

@@ -12,7 +12,6 @@ import json
 import shlex
 import sys
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from monai_bundle import BUNDLE_ROOT

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from monai_bundle.files import sha256_of, write_text_atomic
+
 PIP_TIMEOUT_S = 1800
 _CHUNK = 1 << 20
 _TEMP_PREFIX = ".tmp-"
@@ -238,15 +240,6 @@ SAMPLES: dict[str, Sample] = _registry(
 # ------------------------------------------------------------------------- hashing
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def combined_sha256(file_hashes: dict[str, str]) -> str:
     """One hash over ``{relative posix path: sha256}``: lines 'path<TAB>hash' in sorted order."""
     lines = "".join(f"{name}\t{file_hashes[name]}\n" for name in sorted(file_hashes))
@@ -260,7 +253,7 @@ def _is_temp_name(name: str) -> bool:
 def folder_sha256(folder: Path) -> str:
     """combined_sha256 of every regular file below ``folder`` (our temp files skipped)."""
     hashes = {
-        p.relative_to(folder).as_posix(): file_sha256(p)
+        p.relative_to(folder).as_posix(): sha256_of(p)
         for p in folder.rglob("*")
         if p.is_file() and not _is_temp_name(p.name)
     }
@@ -319,7 +312,7 @@ def _is_cached(sample: Sample) -> bool:
     path = sample_path(sample)
     if sample.is_folder:
         return path.is_dir() and folder_sha256(path) == sample.sha256
-    return path.is_file() and file_sha256(path) == sample.sha256
+    return path.is_file() and sha256_of(path) == sample.sha256
 
 
 @contextmanager
@@ -334,12 +327,6 @@ def _temp_file(folder: Path) -> Iterator[tuple[IO[bytes], Path]]:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    with _temp_file(path.parent) as (fh, tmp):
-        fh.write(text.encode())
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------ download
@@ -392,7 +379,7 @@ def _downloaded_file(archive: Archive, dest: Path) -> Path:
 
 
 def _check_archive(archive: Archive, path: Path) -> None:
-    if archive.sha256 and file_sha256(path) != archive.sha256:
+    if archive.sha256 and sha256_of(path) != archive.sha256:
         raise SampleDataError(
             f"{archive.filename} does not match its pinned sha256 {archive.sha256[:16]}..."
         )
@@ -573,7 +560,7 @@ def _source_text(archive: Archive) -> str:
 
 
 def _write_source(archive: Archive) -> None:
-    _write_text_atomic(_package_dir(archive) / "SOURCE.txt", _source_text(archive))
+    write_text_atomic(_package_dir(archive) / "SOURCE.txt", _source_text(archive))
 
 
 # ---------------------------------------------------------------------------- API

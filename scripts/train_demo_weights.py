@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_bundle import BUNDLE_ROOT, demo_data, runner, sample_data
-from monai_bundle.engines import sha256_of
+from monai_bundle.files import sha256_of
 from monai_bundle.image_io import read_image
 from monai_bundle.transforms import output_path
 

@@ -13,7 +13,7 @@ import torch
 
 from conftest import CONFIGS, REPO, bundle_run, run_cli
 from monai_bundle import runner
-from monai_bundle.engines import sha256_of
+from monai_bundle.files import sha256_of
 from monai_bundle.phantoms import CT_PHANTOM_LABELS
 
 PHANTOM_CLASSES = [CT_PHANTOM_LABELS[k] for k in sorted(CT_PHANTOM_LABELS)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from monai_bundle import sample_data as sd
+from monai_bundle.files import sha256_of
 
 FILES = {
     "fake/data/a.txt": b"alpha\n",
@@ -354,7 +355,7 @@ def test_parse_structures_csv_skips_test_rows():
 def test_real_fetch(name, shape):
     nib = pytest.importorskip("nibabel")
     path = sd.fetch(name)
-    assert sd.file_sha256(path)[:16] == sd.SAMPLES[name].sha256[:16]
+    assert sha256_of(path)[:16] == sd.SAMPLES[name].sha256[:16]
     assert nib.load(path).shape == shape
 
 
