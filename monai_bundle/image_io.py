@@ -1,9 +1,15 @@
-"""Geometry-exact reading and writing of NIfTI, NRRD, MetaImage and DICOM images.
+"""Geometry-exact reading and writing of NIfTI, NRRD, MetaImage and DICOM images, and of radiographs.
 
 Every reader returns voxel data indexed [i, j(, k)] in file order plus a 4x4 affine mapping voxel
 indices to RAS millimetres; every writer puts that grid back unchanged. ITK and DICOM work in LPS:
 `lps_to_ras` / `ras_to_lps` are the only places where the two are converted.
 Bad input raises `ImageReadError`, whose message is one line: '<path>: <problem>'.
+
+`read_radiograph` reads a 2D X-ray (DICOM CR/DX/secondary capture, PNG, JPEG, BMP, TIFF, 2D NIfTI/NRRD/
+MetaImage) as display intensities with bone bright; `RadiographReader` is its MONAI reader and
+`find_radiographs` lists a folder's radiographs. `write_image` puts a 2D array (a heat map) back on
+a radiograph's grid: any grid as NIfTI; as NRRD/MetaImage a grid in the z=0 plane, and any other as
+one slice (`array[..., None]`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import pydicom
 import SimpleITK as sitk
 from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
+from PIL import Image
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,12 @@ _FORMATS = {
     ".mha": "metaimage",
     ".mhd": "metaimage",
 }
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+"""Radiographs stored as pictures (read with Pillow): grey levels, no geometry (1 mm pixels)."""
+
+LUMA_BT601 = np.array([0.299, 0.587, 0.114])
+"""ITU-R BT.601 weights of R, G and B in the grey level of a colour radiograph."""
+
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _SITK_DTYPES = {
     sitk.sitkUInt8: np.uint8,
@@ -73,6 +87,12 @@ _KNOWN_PROBLEMS = (  # library error text -> what it means for the user
     (r"fread got only|expected \d+ bytes but received|not read completely", "truncated: less voxel data than declared"),
     (r"gzFile|_nrrdGzRead|while decompressing data|incorrect data check", "corrupt compressed voxel data"),
     (r"Unable to determine ImageIO reader", "not a readable image file"),
+    (r"cannot identify image file", "not a readable PNG, JPEG, BMP or TIFF image (unknown format or corrupt header)"),
+    (r"image file is truncated", "truncated: the picture's data ends early"),
+    (
+        r"broken data stream|unrecognized data stream|PNGImageIO\(0x[0-9a-f]+\): Error while reading",
+        "corrupt or truncated picture data",
+    ),
 )
 
 
@@ -141,13 +161,51 @@ def image_suffix(path) -> str | None:
 def find_images(root) -> list[str]:
     """Every NIfTI/NRRD/MetaImage file and DICOM folder below `root` (hidden entries skipped), sorted."""
     found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files = sorted(f for f in files if not f.startswith("."))
+    for folder, files in _visible_files(root):
         found += [os.path.join(folder, f) for f in files if _name_suffix(f)]
         if any(_is_dicom_file(Path(folder, f)) for f in files if not _name_suffix(f)):
             found.append(folder)
     return sorted(found)
+
+
+def find_radiographs(root) -> list[str]:
+    """Every radiograph file below `root` (hidden entries skipped), sorted.
+
+    That is each PNG/JPEG/BMP/TIFF file, each DICOM file ('.dcm' or with the DICOM preamble) and each
+    NIfTI/NRRD/MetaImage file whose header is 2D; one whose header cannot be read is listed too, so
+    that reading it says why.
+    """
+    found = []
+    for folder, files in _visible_files(root):
+        found += [path for f in files if _is_radiograph_file(path := os.path.join(folder, f))]
+    return sorted(found)
+
+
+def _visible_files(root):
+    """(folder, sorted file names) for `root` and every folder below it, hidden ones skipped."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield folder, sorted(f for f in files if not f.startswith("."))
+
+
+def _radiograph_kind(path: Path) -> str | None:
+    """'picture' (PNG, JPEG, BMP, TIFF), 'image' (NIfTI, NRRD, MetaImage) or 'dicom' by name or preamble; else None."""
+    if path.suffix.lower() in PICTURE_SUFFIXES:
+        return "picture"
+    if _name_suffix(path.name):
+        return "image"
+    return "dicom" if path.suffix.lower() == ".dcm" or _is_dicom_file(path) else None
+
+
+def _is_radiograph_file(path: str) -> bool:
+    """Whether `find_radiographs` lists this file."""
+    kind = _radiograph_kind(Path(path))
+    if kind != "image":
+        return kind is not None
+    try:
+        return len(read_header(path)[0]) == 2
+    except ImageReadError:
+        return True
 
 
 def _name_suffix(name: str) -> str | None:
@@ -212,13 +270,18 @@ def _inspect(path: Path, max_bytes: int) -> _Header:
         raise ImageReadError(path, problem)
     if spatial == 2:
         header.affine = _with_plane_normal(header.affine)
-    nbytes = math.prod(header.shape) * header.dtype.itemsize
+    _check_size(path, header.shape, header.dtype.itemsize, max_bytes)
+    return header
+
+
+def _check_size(path, shape: tuple[int, ...], itemsize: int, max_bytes: int) -> None:
+    """Refuse an image whose decoded data would exceed `max_bytes`, before decoding it."""
+    nbytes = math.prod(shape) * itemsize
     if nbytes > max_bytes:
-        voxels = "x".join(map(str, header.shape))
+        voxels = "x".join(map(str, shape))
         raise ImageReadError(
             path, f"header declares {voxels} voxels ({_size(nbytes)}), more than the limit of {_size(max_bytes)}"
         )
-    return header
 
 
 def _size(nbytes: int) -> str:
@@ -232,15 +295,20 @@ def _format(path: Path) -> str:
     """'nifti', 'nrrd', 'metaimage' or 'dicom', after checking the file can be read at all."""
     if path.is_dir():
         return "dicom"
-    with open(path, "rb") as file:  # raises for missing and unreadable files
-        if not file.read(1):
-            raise ImageReadError(path, "empty file (0 bytes)")
+    _check_not_empty(path)
     suffix = _name_suffix(path.name)
     if suffix:
         return _FORMATS[suffix]
     if _is_dicom_file(path):
         return "dicom"
     raise ImageReadError(path, "unknown image format (expected .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd or DICOM)")
+
+
+def _check_not_empty(path: Path) -> None:
+    """Raise for a missing, unreadable or empty file."""
+    with open(path, "rb") as file:
+        if not file.read(1):
+            raise ImageReadError(path, "empty file (0 bytes)")
 
 
 def _spatial_shape(path, shape: tuple[int, ...], ndim: int | None) -> tuple[int, ...]:
@@ -480,10 +548,9 @@ def _dicom_header(path: Path) -> _Header:
     order = np.argsort(positions @ normal, kind="stable")
     positions, files = positions[order], [series[i][0] for i in order]
     _check_slice_gaps(path, positions @ normal)
-    row_spacing, col_spacing = _pixel_spacing(path, first)
-    lps = np.eye(4)
-    lps[:3, 0], lps[:3, 1], lps[:3, 3] = row_dir * col_spacing, col_dir * row_spacing, positions[0]
-    lps[:3, 2] = (positions[-1] - positions[0]) / (len(files) - 1) if len(files) > 1 else normal
+    lps = _plane_lps(row_dir, col_dir, _pixel_spacing(path, first), positions[0])
+    if len(files) > 1:
+        lps[:3, 2] = (positions[-1] - positions[0]) / (len(files) - 1)
     _check_collinear(path, positions, lps[:3, 2])
     shape = (int(first.Columns), int(first.Rows)) + ((len(files),) if len(files) > 1 else ())
     return _Header(shape, lps_to_ras(lps), "dicom", np.dtype(np.float32), files)
@@ -530,19 +597,49 @@ def _slice_geometry(path: Path, series) -> tuple[np.ndarray, np.ndarray, np.ndar
         return np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.zeros((1, 3))  # projection X-ray
     if any("ImagePositionPatient" not in ds for _, ds in series) or "ImageOrientationPatient" not in first:
         raise ImageReadError(path, "slices lack ImagePositionPatient/ImageOrientationPatient")
-    orientation = np.asarray(first.ImageOrientationPatient, dtype=float).reshape(2, 3)
-    row_dir, col_dir = orientation / np.linalg.norm(orientation, axis=1, keepdims=True)
+    row_dir, col_dir = _unit_directions(path, first.ImageOrientationPatient)
+    return row_dir, col_dir, np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in series])
+
+
+def _unit_directions(path: Path, orientation) -> tuple[np.ndarray, np.ndarray]:
+    """The unit row and column directions (LPS) of an ImageOrientationPatient, checked."""
+    orientation = np.asarray(orientation, dtype=float)
+    axes = orientation.reshape(2, 3) if orientation.shape == (6,) else np.zeros((2, 3))
+    norms = np.linalg.norm(axes, axis=1, keepdims=True)
+    if not (np.all(np.isfinite(orientation)) and np.all(norms > 0)):
+        raise ImageReadError(path, f"ImageOrientationPatient must be two non-zero 3-vectors: {orientation.tolist()}")
+    row_dir, col_dir = axes / norms
     if abs(np.linalg.norm(np.cross(row_dir, col_dir)) - 1) > 1e-3:
         raise ImageReadError(path, "ImageOrientationPatient rows are not perpendicular")
-    return row_dir, col_dir, np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in series])
+    return row_dir, col_dir
+
+
+def _plane_lps(row_dir, col_dir, spacing: tuple[float, float], origin) -> np.ndarray:
+    """LPS affine of one DICOM image: i runs along a row (column spacing), j down a column; the normal third."""
+    row_spacing, col_spacing = spacing
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 3] = row_dir * col_spacing, col_dir * row_spacing, origin
+    lps[:3, 2] = np.cross(row_dir, col_dir)
+    return lps
 
 
 def _pixel_spacing(path: Path, ds) -> tuple[float, float]:
     """(row spacing, column spacing): the distance between rows, then between columns."""
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    if not spacing or len(spacing) != 2 or not all(float(s) > 0 for s in spacing):
+    found = _dicom_spacing(ds)
+    if found is None:
+        spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
         raise ImageReadError(path, f"missing or non-positive PixelSpacing {spacing}")
-    return float(spacing[0]), float(spacing[1])
+    return found[0]
+
+
+def _dicom_spacing(ds) -> tuple[tuple[float, float], str] | None:
+    """((row spacing, column spacing), attribute) from the first valid PixelSpacing or ImagerPixelSpacing."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = ds.get(keyword)
+        values = np.asarray(spacing if spacing else [], dtype=float)
+        if values.shape == (2,) and np.all(np.isfinite(values)) and np.all(values > 0):
+            return (float(values[0]), float(values[1])), keyword
+    return None
 
 
 def _check_slice_gaps(path: Path, z: np.ndarray) -> None:
@@ -585,6 +682,211 @@ _HEADER_READERS = {"nifti": _nifti_header, "nrrd": _itk_header, "metaimage": _it
 _DATA_READERS = {"nifti": _nifti_data, "nrrd": _itk_data, "metaimage": _itk_data, "dicom": _dicom_data}
 
 
+# ---------------------------------------------------------------- radiographs
+
+
+def read_radiograph(path, *, max_bytes=DEFAULT_MAX_BYTES) -> Volume:
+    """A 2D radiograph as float32 [i, j] (i = column, j = row) display intensities, bone bright, and its RAS affine.
+
+    DICOM (CR, DX, secondary capture; one frame): the Modality LUT (rescale or LUT), then the first VOI
+    LUT, else the first window (LINEAR, LINEAR_EXACT or SIGMOID), else the full range of modality values
+    the stored bits can hold, maps to [0, 1]: 0 black, 1 white as displayed. MONOCHROME1 is inverted
+    by negating the VOI output's offset from 0.5, so a MONOCHROME1 file reads exactly as its MONOCHROME2
+    twin (stored values mirrored in their range and the VOI mirrored with them; bit-identical where
+    the modality values are exact binary fractions, e.g. integer rescale). Colour is converted to
+    BT.601 luma. Grid: ImageOrientationPatient/ImagePositionPatient (else identity, origin 0) and
+    PixelSpacing, else ImagerPixelSpacing, else 1 mm.
+    PNG, JPEG, BMP, TIFF (8/16-bit grey, grey+alpha, RGB(A), palette): grey level / its maximum in
+    [0, 1], colour as BT.601 luma, alpha dropped; 1 mm pixels, origin 0, as ITK gives them (a dpi is
+    print resolution, not pixel spacing: it is ignored, where ITK would use a JPEG's).
+    NIfTI, NRRD, MetaImage: `read_image(path, ndim=2)` as float32, intensities unchanged.
+    """
+    source = Path(path)
+    with _read_errors(path):
+        if source.is_dir():
+            raise ImageReadError(path, "is a folder; a radiograph is one file")
+        _check_not_empty(source)
+        kind = _radiograph_kind(source)
+        if kind is None:
+            known = ", ".join(PICTURE_SUFFIXES)
+            raise ImageReadError(path, f"unknown radiograph format (expected DICOM, {known}, NIfTI, NRRD or MetaImage)")
+        if kind == "image":
+            return read_image(path, ndim=2, max_bytes=max_bytes, dtype=np.float32)
+        grey, lps, fmt = _RADIOGRAPH_READERS[kind](source, max_bytes)
+        return Volume(grey.T.astype(np.float32), lps_to_ras(lps), os.fspath(path), fmt)
+
+
+# DICOM radiographs
+
+
+def _dicom_radiograph(path: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(display grey [rows, cols] in [0, 1], LPS affine, 'dicom') of a one-frame DICOM image."""
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        raise ImageReadError(path, "not a DICOM file") from None
+    if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ImageReadError(path, "DICOM file has no pixel data")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        raise ImageReadError(path, f"multi-frame DICOM ({frames} frames); a radiograph has one frame")
+    _check_size(path, (int(ds.Columns), int(ds.Rows)), np.dtype(np.float64).itemsize, max_bytes)
+    _lift_first_frame_groups(ds)
+    return _dicom_grey(path, ds, ds.pixel_array), _radiograph_lps(path, ds), "dicom"
+
+
+def _lift_first_frame_groups(ds) -> None:
+    """Copy the attributes of an enhanced DICOM's shared and first per-frame functional groups to its top level."""
+    for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = ds.get(keyword)
+        for macro in groups[0] if groups else ():
+            if macro.VR == "SQ" and macro.value:
+                ds.update(macro.value[0])
+
+
+def _dicom_grey(path: Path, ds, pixels: np.ndarray) -> np.ndarray:
+    """Stored pixels [rows, cols(, 3)] as display grey in [0, 1], bone bright."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        offset = _voi_offset(path, ds, apply_modality_lut(pixels, ds))
+        return 0.5 - offset if photometric == "MONOCHROME1" else 0.5 + offset
+    if photometric == "PALETTE COLOR":
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        return _luma(apply_color_lut(pixels, ds)) / (2**bits - 1)
+    if pixels.ndim == 3 and pixels.shape[-1] == 3:  # RGB, and YBR that pydicom has converted to RGB
+        return _luma(pixels) / (2 ** int(ds.BitsStored) - 1)
+    raise ImageReadError(path, f"unsupported PhotometricInterpretation {photometric!r}")
+
+
+def _voi_offset(path: Path, ds, values: np.ndarray) -> np.ndarray:
+    """Modality values as VOI output: offsets in [-0.5, 0.5] from mid-grey, higher brighter (MONOCHROME2 sense)."""
+    luts = ds.get("VOILUTSequence")
+    if luts and "LUTDescriptor" in luts[0] and "LUTData" in luts[0]:
+        return _lut_offset(ds, values)
+    window = _window(path, ds)
+    if window is not None:
+        return _window_offset(values, *window)
+    return _range_offset(ds, values)
+
+
+def _lut_offset(ds, values: np.ndarray) -> np.ndarray:
+    """The first VOI LUT's output as offsets from the middle of its range (LUTDescriptor's bit depth)."""
+    entries, first, bits = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor)
+    inputs = np.clip(np.floor(values), first, first + (entries or 2**16) - 1).astype(np.int64)
+    top = 2**bits - 1
+    return np.clip((apply_voi(inputs, ds, 0).astype(np.float64) - top / 2) / top, -0.5, 0.5)
+
+
+def _window(path: Path, ds) -> tuple[float, float, str] | None:
+    """(centre, width, function) of the first window; None when there is none or it is invalid (logged)."""
+    centres, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if centres in (None, "") or widths in (None, ""):
+        return None
+    centre, width = (float(np.ravel(np.asarray(v, dtype=float))[0]) for v in (centres, widths))
+    function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        logger.warning("%s: unknown VOILUTFunction %r; using LINEAR", path, function)
+        function = "LINEAR"
+    if not (np.isfinite(centre) and (width >= 1 if function == "LINEAR" else width > 0)):
+        logger.warning("%s: ignoring invalid window (centre %g, width %g)", path, centre, width)
+        return None
+    return centre, width, function
+
+
+def _window_offset(values: np.ndarray, centre: float, width: float, function: str) -> np.ndarray:
+    """DICOM windowing (PS3.3 C.11.2.1.2-3) as offsets in [-0.5, 0.5]: odd about the centre, so exactly invertible."""
+    if function == "SIGMOID":
+        return 0.5 * np.tanh(2 * (values - centre) / width)  # = 1 / (1 + exp(-4 (v - c) / w)) - 0.5
+    if function == "LINEAR":  # the standard's LINEAR window is centred on c - 0.5 and spans w - 1
+        centre, width = centre - 0.5, width - 1
+    if width == 0:  # LINEAR with width 1: a threshold
+        return np.where(values > centre, 0.5, -0.5)
+    return np.clip((values - centre) / width, -0.5, 0.5)
+
+
+def _range_offset(ds, values: np.ndarray) -> np.ndarray:
+    """Without a VOI: offsets within the range of modality values that the stored bits can hold."""
+    bits, signed = int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)) == 1
+    stored = np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] if signed else [0, 2**bits - 1])
+    low, high = np.sort(np.asarray(apply_modality_lut(stored, ds), dtype=np.float64))
+    if high == low:
+        return np.zeros(values.shape)
+    return np.clip((values - (low + high) / 2) / (high - low), -0.5, 0.5)
+
+
+def _radiograph_lps(path: Path, ds) -> np.ndarray:
+    """LPS affine of a DICOM radiograph; orientation, position and spacing default to identity, 0 and 1 mm."""
+    found = _dicom_spacing(ds)
+    spacing, source = found if found else ((1.0, 1.0), "neither PixelSpacing nor ImagerPixelSpacing: 1 mm")
+    logger.debug("%s: pixel spacing %s from %s", path, spacing, source)
+    orientation = ds.get("ImageOrientationPatient")
+    row_dir, col_dir = _unit_directions(path, orientation) if orientation else (np.eye(3)[0], np.eye(3)[1])
+    origin = np.asarray(ds.get("ImagePositionPatient") or np.zeros(3), dtype=float)
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise ImageReadError(path, f"ImagePositionPatient must be 3 numbers, not {origin.tolist()}")
+    return _plane_lps(row_dir, col_dir, spacing, origin)
+
+
+# pictures (PNG, JPEG, BMP, TIFF)
+
+_PICTURE_GREY_MAX = {"1": 1, "L": 255, "LA": 255, "La": 255, "I;16": 65535, "I;16L": 65535, "I;16B": 65535}
+_PICTURE_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr")
+
+
+def _picture_radiograph(path: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(grey [rows, cols] in [0, 1], LPS identity: 1 mm pixels at 0, picture format) of a PNG/JPEG/BMP/TIFF."""
+    with Image.open(path) as picture:
+        _check_size(path, picture.size, np.dtype(np.float64).itemsize, max_bytes)
+        frames = getattr(picture, "n_frames", 1)
+        if frames > 1:
+            raise ImageReadError(path, f"has {frames} frames; a radiograph has one")
+        grey = _itk_picture_grey(path) if _is_16_bit_colour(path, picture) else _pillow_grey(path, picture)
+        return grey, np.eye(4), picture.format.lower()
+
+
+def _pillow_rawmode(picture) -> str:
+    """How the file stores its pixels, e.g. 'RGB;16B' (Pillow decodes that to 8-bit 'RGB'); '' if unknown."""
+    args = picture.tile[0][3] if picture.tile else ""  # (codec, extents, offset, args)
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _is_16_bit_colour(path: Path, picture) -> bool:
+    """16-bit RGB(A) data, which Pillow would cut to 8 bits (SimpleITK reads it); 16-bit grey+alpha is refused."""
+    rawmode = _pillow_rawmode(picture)
+    if ";16" not in rawmode or picture.mode not in ("RGB", "RGBA"):
+        return False
+    if rawmode.startswith("LA"):
+        raise ImageReadError(path, "16-bit grey+alpha pictures are not supported; save it without the alpha channel")
+    return True
+
+
+def _pillow_grey(path: Path, picture) -> np.ndarray:
+    """A Pillow picture's grey level in [0, 1]: grey / its maximum, colour as BT.601 luma; alpha dropped."""
+    mode = "I;16" if picture.mode == "I" and _pillow_rawmode(picture).startswith("I;16") else picture.mode
+    if mode in _PICTURE_GREY_MAX:
+        grey = picture.getchannel(0) if mode in ("LA", "La") else picture
+        return np.asarray(grey, dtype=np.float64) / _PICTURE_GREY_MAX[mode]
+    if mode in _PICTURE_COLOUR_MODES:
+        return _luma(np.asarray(picture.convert("RGB"))) / 255
+    raise ImageReadError(
+        path, f"unsupported pixel mode {mode!r} (expected 8/16-bit grey, grey+alpha, RGB(A) or palette)"
+    )
+
+
+def _itk_picture_grey(path: Path) -> np.ndarray:
+    """A 16-bit RGB(A) picture's BT.601 luma in [0, 1], read with SimpleITK."""
+    rgb = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # [rows, cols, components]
+    return _luma(rgb) / 65535
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of [..., R G B (A)] pixels, in their units; a fourth (alpha) channel is dropped."""
+    return np.asarray(rgb[..., :3], dtype=np.float64) @ LUMA_BT601
+
+
+_RADIOGRAPH_READERS = {"dicom": _dicom_radiograph, "picture": _picture_radiograph}
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -603,6 +905,9 @@ def write_image(
     grid is byte-identical to the reference's; `array` must then lie on that grid. Otherwise the header
     is built from `affine`. The data type is `array`'s (bool is written as uint8, float16 as float32).
     `compress` (default on) applies to NRRD/MetaImage; NIfTI compression follows the suffix.
+    A 2D NRRD/MetaImage lies in the z=0 plane (LPS) and is read back with +z as its third axis; a 2D
+    grid on another plane (an oblique radiograph's) is refused there: write NIfTI, or `array[..., None]`
+    (one slice, same affine), which `read_image(path, ndim=2)` gives back as 2D on exactly that grid.
     """
     path = Path(path)
     suffix = _name_suffix(path.name)
@@ -772,7 +1077,10 @@ def _lps_grid(affine: np.ndarray, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     """(LPS axis vectors as columns, LPS origin) of an ndim grid; a 2D one must lie in the z=0 plane."""
     lps = ras_to_lps(affine)
     if ndim == 2 and np.abs(lps[2, [0, 1, 3]]).max() > 1e-9:
-        raise ValueError("a 2D NRRD/MetaImage lies in the z=0 plane and this grid does not; write NIfTI instead")
+        raise ValueError(
+            "a 2D NRRD/MetaImage lies in the z=0 plane and this grid does not; "
+            "write NIfTI, or the array as one slice (array[..., None])"
+        )
     return lps[:ndim, :ndim], lps[:ndim, 3]
 
 
@@ -782,25 +1090,20 @@ _WRITERS = {"nifti": _write_nifti, "nrrd": _write_nrrd, "metaimage": _write_meta
 # ---------------------------------------------------------------- MONAI
 
 
-class MedImgReader(ImageReader):
-    """MONAI ImageReader over `read_image`: `LoadImaged(keys="image", reader=MedImgReader)`.
+class _VolumeReader(ImageReader):
+    """A MONAI ImageReader over one of this module's readers (`_read_one`).
 
     Meta data follows MONAI's NibabelReader: RAS 'affine'/'original_affine', 'spatial_shape',
-    'original_channel_dim' (NaN: no channel), 'space', 'filename_or_obj', plus 'source_format'.
+    'original_channel_dim' ('no_channel'), 'space', 'filename_or_obj', plus 'source_format'.
     Several files are stacked as channels; they must share one grid.
     """
 
-    def __init__(self, ndim: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES, dtype=None, **kwargs):
-        super().__init__()
-        self.ndim, self.max_bytes, self.dtype = ndim, max_bytes, dtype
-
-    def verify_suffix(self, filename) -> bool:
-        return all(image_suffix(name) is not None for name in ensure_tuple(filename))
+    def _read_one(self, name) -> Volume:
+        raise NotImplementedError
 
     def read(self, data, **kwargs):
         try:
-            options = {"ndim": self.ndim, "max_bytes": self.max_bytes, "dtype": self.dtype}
-            volumes = [read_image(name, **options) for name in ensure_tuple(data)]
+            volumes = [self._read_one(name) for name in ensure_tuple(data)]
         except ImageReadError as error:
             # LoadImage would try its other readers on a file we refused (nibabel skips gzip CRCs, for one):
             # hand the error over to get_data, which LoadImage does not guard.
@@ -820,10 +1123,41 @@ class MedImgReader(ImageReader):
             MetaKeys.AFFINE: first.affine.copy(),
             MetaKeys.ORIGINAL_AFFINE: first.affine.copy(),
             MetaKeys.SPATIAL_SHAPE: np.asarray(first.array.shape),
-            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan") if len(volumes) == 1 else 0,
+            MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel" if len(volumes) == 1 else 0,
             MetaKeys.SPACE: SpaceKeys.RAS,
             "filename_or_obj": first.path,
             "source_format": first.format,
         }
         array = first.array if len(volumes) == 1 else np.stack([v.array for v in volumes])
         return array, meta
+
+
+class MedImgReader(_VolumeReader):
+    """`read_image` for MONAI: `LoadImaged(keys="image", reader=MedImgReader)`; the options are read_image's."""
+
+    def __init__(self, ndim: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES, dtype=None, **kwargs):
+        super().__init__()
+        self.ndim, self.max_bytes, self.dtype = ndim, max_bytes, dtype
+
+    def verify_suffix(self, filename) -> bool:
+        return all(image_suffix(name) is not None for name in ensure_tuple(filename))
+
+    def _read_one(self, name) -> Volume:
+        return read_image(name, ndim=self.ndim, max_bytes=self.max_bytes, dtype=self.dtype)
+
+
+class RadiographReader(_VolumeReader):
+    """`read_radiograph` for MONAI: `LoadImaged(keys="image", reader=RadiographReader)` gives [i, j] float32.
+
+    With `EnsureChannelFirstd` the image is (1, columns, rows) with the radiograph's RAS affine.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs):
+        super().__init__()
+        self.max_bytes = max_bytes
+
+    def verify_suffix(self, filename) -> bool:
+        return all(_radiograph_kind(Path(name)) is not None for name in ensure_tuple(filename))
+
+    def _read_one(self, name) -> Volume:
+        return read_radiograph(name, max_bytes=self.max_bytes)
