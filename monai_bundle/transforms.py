@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import KeepLargestConnectedComponent, MapTransform
 
-from monai_bundle.image_io import image_suffix, read_header, write_image
+from monai_bundle.image_io import PICTURE_SUFFIXES, image_suffix, read_header, read_radiograph, write_image
 
 logger = logging.getLogger(__name__)
 
 GRID_TOLERANCE_MM = 1e-3
+INPUT_KINDS = ("volume", "radiograph")
 
 
 def source_path(item) -> str:
@@ -26,10 +28,13 @@ def source_path(item) -> str:
 
 
 def case_name(path: str) -> str:
-    """A file's (or DICOM folder's) name without its image suffix."""
+    """A file's (or DICOM folder's) name without its image suffix ('.dcm' and picture suffixes included)."""
     suffix = image_suffix(path)
     name = Path(path).name
-    return name[: -len(suffix)] if suffix and suffix != "dicom" else name
+    if suffix and suffix != "dicom":
+        return name[: -len(suffix)]
+    stem, extension = os.path.splitext(name)
+    return stem if Path(path).is_file() and extension.lower() in (".dcm", *PICTURE_SUFFIXES) else name
 
 
 def output_path(source: str, output_dir: str, postfix: str, ext: str | None) -> Path:
@@ -48,6 +53,7 @@ class SaveOnInputGridd(MapTransform):
     header back byte-for-byte apart from the data type; DICOM sources are written as NIfTI.
     Writing is atomic: a temp file renamed into place. With `output_dir_key`, an item that carries
     that key is written to the folder it names instead of `output_dir` (batch runs mirror input folders).
+    `input_kind="radiograph"` checks the grid the way radiographs are read (`read_radiograph`).
     """
 
     def __init__(
@@ -58,9 +64,13 @@ class SaveOnInputGridd(MapTransform):
         output_ext: str | None = None,
         output_dtype: str = "uint8",
         output_dir_key: str | None = None,
+        input_kind: str = "volume",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}")
+        self.input_kind = input_kind
         self.output_dir = output_dir
         self.output_postfix = output_postfix
         self.output_ext = output_ext
@@ -81,16 +91,25 @@ class SaveOnInputGridd(MapTransform):
         if array.ndim in (3, 4) and array.shape[0] == 1:
             array = array[0]
         affine = np.asarray(item.meta["affine"], dtype=np.float64)
-        check_same_grid(source, array.shape, affine)
+        check_same_grid(source, array.shape, affine, self.input_kind)
         target = output_path(source, output_dir or self.output_dir, self.output_postfix, self.output_ext)
         write_image(array.astype(self.output_dtype), affine, target, reference=_header_source(source))
         logger.info("wrote %s", target)
         return target
 
 
-def check_same_grid(source: str, shape: tuple[int, ...], affine: np.ndarray) -> None:
+def source_grid(source: str, input_kind: str = "volume") -> tuple[tuple[int, ...], np.ndarray]:
+    """(shape, RAS affine) of an input as the bundle reads it: a volume's header, or a radiograph."""
+    if input_kind == "radiograph":
+        image = read_radiograph(source)
+        return image.array.shape, image.affine
+    shape, affine, _ = read_header(source)
+    return shape, affine
+
+
+def check_same_grid(source: str, shape: tuple[int, ...], affine: np.ndarray, input_kind: str = "volume") -> None:
     """Raise if `shape`/`affine` differ from the source image's grid."""
-    source_shape, source_affine, _ = read_header(source)
+    source_shape, source_affine = source_grid(source, input_kind)
     if tuple(shape) != tuple(source_shape):
         raise ValueError(f"{source}: result shape {tuple(shape)} differs from the input's {tuple(source_shape)}")
     error = float(np.abs(np.asarray(affine) - source_affine).max())
@@ -99,7 +118,7 @@ def check_same_grid(source: str, shape: tuple[int, ...], affine: np.ndarray) -> 
 
 
 def _header_source(source: str) -> str | None:
-    """The file whose header a result may reuse (a single-file image; not a DICOM folder)."""
+    """The file whose header a result may reuse (a single-file NIfTI/NRRD/MetaImage; not DICOM or a picture)."""
     return source if Path(source).is_file() and image_suffix(source) not in (None, "dicom") else None
 
 
