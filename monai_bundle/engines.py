@@ -14,7 +14,7 @@ import torch
 from monai.handlers import HausdorffDistance
 from monai.inferers import Inferer
 
-from monai_bundle.files import sha256_of
+from monai_bundle.files import sha256_of, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,19 @@ class WeightsError(RuntimeError):
     """A weight file is missing, altered, or does not fit the network."""
 
 
+def check_weights_file(path: Path, known_sha256: Mapping[str, str] | None) -> str:
+    """The file's sha256, after checking it exists and, when its name is a shipped one, that the hash matches."""
+    if not path.is_file():
+        raise WeightsError(f"{path}: weight file not found")
+    actual = sha256_of(path)
+    expected = (known_sha256 or {}).get(path.name)
+    if expected is not None and actual != expected:
+        raise WeightsError(f"{path}: sha256 {actual[:16]}... does not match the bundle's {expected[:16]}...")
+    if expected is None:
+        logger.warning("%s is not a shipped weight file; loading it unverified (sha256 %s)", path, actual)
+    return actual
+
+
 def load_weights(
     network: torch.nn.Module,
     path: str | os.PathLike,
@@ -135,14 +148,7 @@ def load_weights(
     with a listed name must match. Other files (your own checkpoints) load with their hash logged.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weight file not found")
-    actual = sha256_of(path)
-    expected = (known_sha256 or {}).get(path.name)
-    if expected is not None and actual != expected:
-        raise WeightsError(f"{path}: sha256 {actual[:16]}... does not match the bundle's {expected[:16]}...")
-    if expected is None:
-        logger.warning("%s is not a shipped weight file; loading it unverified (sha256 %s)", path, actual)
+    actual = check_weights_file(path, known_sha256)
     state = torch.load(path, map_location="cpu", weights_only=True)
     target = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
     try:
@@ -188,6 +194,5 @@ class SegmentationReport:
                 "per_label": per_label,
                 "per_case": [[None if not torch.isfinite(v) else float(v) for v in row] for row in table],
             }
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "report.json").write_text(json.dumps(report, indent=2))
+        write_text_atomic(self.output_dir / "report.json", json.dumps(report, indent=2))
         logger.info("wrote %s", self.output_dir / "report.json")
