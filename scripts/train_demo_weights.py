@@ -68,10 +68,22 @@ def training_fit(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict
     return json.loads((work / "fit" / "report.json").read_text())["metrics"]["mean_dice"]["per_label"]
 
 
-def install(task: str, checkpoint: Path, results: dict) -> Path:
-    """Copy the weights into the bundle, record their sha256 and the results in metadata.json and docs."""
+def install(task: str, checkpoint: Path, results: dict, half: bool = False) -> Path:
+    """Copy the weights into the bundle, record their sha256 and the results in metadata.json and docs.
+
+    `half` stores floating tensors as float16 (half the size; loading casts them back to the
+    network's float32). A sidecar `<checkpoint>.json` (e.g. a decision threshold) is copied along.
+    """
     target = BUNDLE_ROOT / runner.tasks()[task]["weights"]
-    shutil.copyfile(checkpoint, target)
+    if half:
+        import torch
+
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, target)
+    else:
+        shutil.copyfile(checkpoint, target)
+    if checkpoint.with_suffix(".json").is_file():
+        shutil.copyfile(checkpoint.with_suffix(".json"), target.with_suffix(".json"))
     meta = json.loads(runner.METADATA.read_text())
     meta["medimg"]["tasks"][task]["sha256"] = sha256_of(target)
     runner.METADATA.write_text(json.dumps(meta, indent=4) + "\n")

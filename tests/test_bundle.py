@@ -51,7 +51,8 @@ def test_config_labels_agree_with_metadata():
         parser = ConfigParser()
         parser.read_config(runner.config_files(task, "inference"))
         names = parser.get_parsed_content("class_names")
-        assert names == ["background", *spec["labels"].values()], task
+        labels = [spec["labels"][key] for key in sorted(spec["labels"], key=int)]
+        assert names == (labels if "0" in spec["labels"] else ["background", *labels]), task
 
 
 def test_verify_net_in_out():
