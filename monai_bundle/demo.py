@@ -11,7 +11,12 @@ import numpy as np
 
 from monai_bundle import demo_data, runner, sample_data
 from monai_bundle.batch import label_volumes_ml
-from monai_bundle.datasets import DatasetError, fail_if_skipped, image_datalist, radiograph_datalist
+from monai_bundle.datasets import (
+    DatasetError,
+    fail_if_skipped,
+    image_datalist,
+    radiograph_datalist,
+)
 from monai_bundle.engines import WeightsError
 from monai_bundle.image_io import ImageReadError, read_header
 from monai_bundle.sample_data import SampleDataError

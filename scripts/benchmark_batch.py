@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_bundle import runner, sample_data
+from monai_bundle import engines, runner, sample_data
 from monai_bundle.image_io import find_images, read_image, write_image
 from monai_bundle.transforms import output_path
 
@@ -55,14 +55,6 @@ def timed(command: list[str]) -> float:
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return seconds
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +93,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         what = f"{len(inputs)} variants of the real sample CT ts_ct (TotalSegmentator test CT, 3 mm)"
     reference_n = min(args.reference_n or len(inputs), len(inputs))
     device = ["--device", args.device] if args.device else []
-    print(f"machine : {os.cpu_count()} CPU cores ({cpu_name()}), {platform.python_implementation()} {platform.python_version()}")
+    print(f"machine : {os.cpu_count()} CPU cores ({engines.cpu_name()}), {platform.python_implementation()} {platform.python_version()}")
     print(f"inputs  : {what}, shape {read_image(inputs[0]).array.shape}")
     print(f"task    : {args.task}, shipped weights, device {args.device or 'from the config'}", flush=True)
 

@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from train_demo_weights import bundle, install
+
 from monai_bundle import sample_data
 from monai_bundle.drr import make_xray_dataset
-from train_demo_weights import bundle, install
 
 TASK = "xray_classification"
 TRAINING = {"max_epochs": 20, "learning_rate": 0.0003}
