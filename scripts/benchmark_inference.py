@@ -329,7 +329,7 @@ def benchmark_training(repeats: int, steps: int = 6) -> dict:
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
 
         def epoch():
-            for image, label in zip(images, labels):
+            for image, label in zip(images, labels, strict=True):
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_function(forward(image, network), label)
                 loss.backward()

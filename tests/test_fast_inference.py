@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai.inferers import SimpleInferer, SlidingWindowInferer
+from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import UNet
 from monai.transforms import (
     AsDiscreted,
