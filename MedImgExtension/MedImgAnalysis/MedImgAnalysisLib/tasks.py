@@ -1,0 +1,93 @@
+"""Which bundle tasks exist, which one suits a volume, and whether another bundle can be run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_SEGMENTATION_TASK = "ct_segmentation"
+
+
+@dataclass
+class Task:
+    """One runnable task: a built-in task of the MedImg bundle, or another bundle's inference."""
+
+    name: str
+    kind: str  # "segmentation", "classification" or "image" (a new volume, e.g. denoising)
+    description: str = ""
+    modality: str = ""
+    labels: dict[int, str] = field(default_factory=dict)
+    bundle: Path | None = None  # None: the built-in bundle
+
+    @property
+    def title(self) -> str:
+        return self.name.replace("_", " ") if self.bundle is None else f"{self.name} (bundle at {self.bundle})"
+
+
+def _kind(name: str, block: dict) -> str:
+    kind = block.get("kind") or name.rsplit("_", 1)[-1]
+    return kind if kind in ("segmentation", "classification") else "image"
+
+
+def builtin_tasks(metadata_path: Path) -> dict[str, Task]:
+    """The tasks listed in the MedImg bundle's metadata.json ('medimg' block) that have an inference workflow."""
+    meta = json.loads(Path(metadata_path).read_text())
+    tasks = {}
+    for name, block in meta.get("medimg", {}).get("tasks", {}).items():
+        if "inference" in block.get("configs", {}):
+            labels = {int(k): v for k, v in block.get("labels", {}).items()}
+            tasks[name] = Task(name, _kind(name, block), block.get("description", ""), block.get("modality", ""), labels)
+    return tasks
+
+
+def suggest_task(shape: tuple[int, ...], scalar_range: tuple[float, float], tasks: dict[str, Task],
+                 modality: str = "") -> str | None:
+    """The task a volume most likely wants: a 2D image -> X-ray classification; CT-like values -> CT.
+
+    `shape` is the voxel grid (a radiograph loaded in Slicer is a volume with one slice),
+    `scalar_range` its min/max, `modality` a DICOM Modality when known (CT, MR, CR, DX).
+    """
+    dims = [size for size in shape if size > 1]
+    modality = modality.upper()
+    by_modality = {task.modality.upper(): name for name, task in tasks.items() if task.modality}
+    if len(dims) <= 2 or modality in ("CR", "DX", "RG"):
+        return next((name for name, task in tasks.items() if task.kind == "classification"), None)
+    if modality == "CT" or (not modality and scalar_range[0] <= -500):  # air at -1000 HU
+        return DEFAULT_SEGMENTATION_TASK if DEFAULT_SEGMENTATION_TASK in tasks else by_modality.get("CT")
+    if modality in ("MR", "MRI") or not modality:
+        return by_modality.get("MR")
+    return None
+
+
+class BundleError(ValueError):
+    """A folder that is not a MONAI bundle this module can run; str() is one line."""
+
+
+def other_bundle_task(folder: Path) -> Task:
+    """Describe another MONAI bundle (e.g. a Model Zoo segmentation bundle) if it takes an image and returns a label map.
+
+    Its metadata.json must describe one input of type image and one output of type image with format
+    segmentation (the Model Zoo's network_data_format), and it must have configs/inference.json or .yaml.
+    """
+    folder = Path(folder)
+    meta_path = folder / "configs" / "metadata.json"
+    if not meta_path.is_file():
+        raise BundleError(f"{folder}: not a MONAI bundle (no configs/metadata.json)")
+    if not any((folder / "configs" / name).is_file() for name in ("inference.json", "inference.yaml")):
+        raise BundleError(f"{folder}: the bundle has no configs/inference.json or inference.yaml")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise BundleError(f"{meta_path}: unreadable metadata ({error})") from None
+    data_format = meta.get("network_data_format", {})
+    inputs, outputs = data_format.get("inputs", {}), data_format.get("outputs", {})
+    if len(inputs) != 1 or next(iter(inputs.values()), {}).get("type") != "image":
+        raise BundleError(f"{folder}: metadata does not describe one image input")
+    output = next(iter(outputs.values()), {}) if len(outputs) == 1 else {}
+    if output.get("type") != "image" or output.get("format") != "segmentation":
+        raise BundleError(f"{folder}: metadata does not describe a label map (segmentation) output")
+    channels = output.get("channel_def", {})
+    labels = {int(k): v for k, v in channels.items() if str(k).isdigit() and int(k) > 0}
+    modality = next(iter(inputs.values())).get("modality", "")
+    return Task(meta.get("name", folder.name), "segmentation", meta.get("description", ""), modality, labels, folder)
