@@ -199,7 +199,8 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self.tasks = tasks.builtin_tasks(self.metadataPath())
+        metadata = self.metadataPath()
+        self.tasks = tasks.builtin_tasks(metadata) if metadata.is_file() else {}  # until monai_bundle is installed
         self.builtinTasks = dict(self.tasks)
 
     def getParameterNode(self):

@@ -28,6 +28,7 @@ REQUIRED = read_requirements()
 
 def missing(find_spec: Callable[[str], object] = importlib.util.find_spec) -> list[str]:
     """Import names of REQUIRED packages that are not importable (nothing is imported)."""
+    importlib.invalidate_caches()  # packages pip installed a moment ago
     return [name for name in REQUIRED if find_spec(name) is None]
 
 
