@@ -93,12 +93,12 @@ class AutocastInferer(Inferer):
                     ", channels-last" if self.channels_last else "")
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.channels_last and isinstance(network, torch.nn.Module):
-            network.to(memory_format=_channels_last(inputs.ndim))
-
         def forward(batch: torch.Tensor, *a: Any, **k: Any) -> Any:
-            if self.channels_last:
-                batch = batch.contiguous(memory_format=_channels_last(batch.ndim))
+            if self.channels_last:  # by the rank the network sees (a slice inferer feeds it 2D slices of 3D input)
+                memory_format = _channels_last(batch.ndim)
+                if isinstance(network, torch.nn.Module):
+                    network.to(memory_format=memory_format)
+                batch = batch.contiguous(memory_format=memory_format)
             context = nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
             with context:
                 outputs = network(batch, *a, **k)

