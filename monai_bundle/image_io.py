@@ -440,13 +440,13 @@ def _nifti_data(path: Path, header: _Header) -> np.ndarray:
     if size < end:
         raise ImageReadError(path, f"truncated: {size} bytes, the header declares {end}")
     img = image_class.from_bytes(data) if gz else image_class.from_filename(path, mmap=False)
-    stored = np.asarray(img.dataobj.get_unscaled())
-    if stored.dtype.kind not in "iu" or header.dtype.kind != "f":
-        return _c_ordered(np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged")) if header.dtype.kind == "f"
-                          else stored.astype(header.dtype, copy=False))  # native byte order
+    if header.dtype.kind != "f":  # integers as stored, native byte order
+        return _c_ordered(np.asarray(img.dataobj.get_unscaled()), header.dtype)
+    if img.get_data_dtype().kind not in "iu":  # floating-point data: nibabel's own scaling
+        return _c_ordered(np.asarray(img.get_fdata(dtype=np.float32, caching="unchanged")))
     # integers with a slope/intercept (CT in HU): transpose the small integers, scale in float32 after
     slope, inter = hdr.get_slope_inter()
-    scaled = _c_ordered(stored.astype(stored.dtype.newbyteorder("="), copy=False), np.float32)
+    scaled = _c_ordered(np.asarray(img.dataobj.get_unscaled()), np.float32)
     if slope not in (None, 1):
         scaled *= np.float32(slope)
     if inter not in (None, 0):
@@ -1155,7 +1155,7 @@ class _VolumeReader(ImageReader):
 
 
 def _c_ordered(array: np.ndarray, dtype=None) -> np.ndarray:
-    """`array` in C order (and `dtype`), transposed and cast in one pass by torch on all cores.
+    """`array` in C order (and `dtype`), transposed and cast by torch on all cores, slab by slab.
 
     NIfTI data is stored x-fastest (Fortran order); MONAI would make this copy with numpy on one
     core, and for a large CT that copy is most of the load time.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -156,21 +155,16 @@ class KeepLargestComponentPerLabeld(MapTransform):
     def keep_largest(self, label_map):
         """A copy of a channel-first label map with every listed label reduced to its largest component.
 
-        Labels are done in parallel threads (SciPy's labelling releases the GIL), each on its
-        bounding box; the voxels to clear are collected first and cleared afterwards.
+        Each label is done on its bounding box; clearing one label's stray pieces leaves the
+        others' voxels alone, so the order does not matter.
         """
         values = np.array(label_map.detach().cpu() if isinstance(label_map, torch.Tensor) else label_map, order="K")
         boxes = label_boxes(values[0] if values.dtype.kind in "iu" else values[0].astype(np.int32))
-        present = [label for label in self.labels if 0 < label <= len(boxes) and boxes[label - 1] is not None]
-
-        def strays(label: int) -> tuple[tuple[slice, ...], np.ndarray]:
-            box = (0, *boxes[label - 1])
-            mask = values[box] == label
-            return box, mask & ~get_largest_connected_component_mask(mask)
-
-        with ThreadPoolExecutor(max_workers=max(1, min(len(present), torch.get_num_threads()))) as pool:
-            for box, stray in list(pool.map(strays, present)):
-                values[box][stray] = 0
+        for label in self.labels:
+            if 0 < label <= len(boxes) and boxes[label - 1] is not None:
+                box = (0, *boxes[label - 1])
+                mask = values[box] == label
+                values[box][mask & ~get_largest_connected_component_mask(mask)] = 0
         if isinstance(label_map, torch.Tensor):
             out = label_map.clone()
             out.copy_(torch.from_numpy(values))
@@ -211,24 +205,20 @@ def probabilities_to_labels(probabilities: np.ndarray, grid_affine: np.ndarray, 
     padded[(slice(1, -1),) * ndim] = torch.from_numpy(probabilities).movedim(0, -1)
     table = padded.view(-1, classes)
     out = np.empty(shape, np.uint8)
-
-    def fill(start: int, stop: int) -> None:
-        coords = _grid_coordinates(to_grid, (start, stop), shape)  # in padded grid voxels
+    step = max(1, slab_voxels // max(1, int(np.prod(shape[1:]))))
+    for start in range(0, shape[0], step):
+        coords = _grid_coordinates(to_grid, (start, min(start + step, shape[0])), shape)  # in padded grid voxels
         cells = [np.floor(c) for c in coords]
-        fractions = [(c - cell).astype(np.float32) for c, cell in zip(coords, cells)]
+        fractions = [(c - cell).astype(np.float32) for c, cell in zip(coords, cells, strict=False)]
         cells = [cell.astype(np.int64) for cell in cells]
         # cells outside the grid land on the background border
-        slab = out[start:stop]  # contiguous: the gathered view is copied in once
-        slab[...] = _gather(cell_labels, [np.clip(c + 1, 0, size - 1) for c, size in zip(cells, cell_labels.shape)])
+        slab = out[start : start + step]  # contiguous: the gathered view is copied in once
+        slab[...] = _gather(cell_labels, [np.clip(c + 1, 0, size - 1) for c, size in zip(cells, cell_labels.shape, strict=False)])
         mixed = tuple(axis.numpy() for axis in torch.from_numpy(slab).eq(_MIXED).nonzero(as_tuple=True))
         if mixed[0].size:
             corners = [_at(cell, mixed, slab.shape) for cell in cells]
             weights = [_at(fraction, mixed, slab.shape) for fraction in fractions]
             slab[mixed] = _interpolated_argmax(table, grid_shape, corners, weights)
-
-    step = max(1, slab_voxels // max(1, int(np.prod(shape[1:]))))
-    for start in range(0, shape[0], step):
-        fill(start, min(start + step, shape[0]))
     return out.T
 
 
@@ -273,7 +263,7 @@ def _cell_labels(labels: np.ndarray) -> np.ndarray:
     smallest = np.full(shape, _MIXED, np.uint8)
     largest = np.zeros(shape, np.uint8)
     for corner in np.ndindex(*(2,) * ndim):
-        window = tuple(slice(offset, offset + size) for offset, size in zip(corner, shape))
+        window = tuple(slice(offset, offset + size) for offset, size in zip(corner, shape, strict=False))
         np.minimum(smallest, low[window], out=smallest)
         np.maximum(largest, high[window], out=largest)
     return np.where(smallest == largest, smallest, _MIXED).astype(np.uint8)
@@ -308,9 +298,9 @@ def _interpolated_argmax(table: torch.Tensor, grid_shape: tuple[int, ...], cells
     one row gather; torch runs the gathers and sums on all cores.
     """
     strides = np.cumprod((1,) + tuple(grid_shape[:0:-1]))[::-1]  # row stride of each axis
-    rows = torch.from_numpy(sum(cell * int(stride) for cell, stride in zip(cells, strides)))
+    rows = torch.from_numpy(sum(cell * int(stride) for cell, stride in zip(cells, strides, strict=False)))
     corners = [(0, None)]  # (row offset, weight) of each corner, built axis by axis
-    for fraction, stride in zip(fractions, strides):
+    for fraction, stride in zip(fractions, strides, strict=False):
         upper = torch.from_numpy(np.ascontiguousarray(fraction))
         lower = 1.0 - upper
         corners = [(row + o * int(stride), w if weight is None else weight * w)

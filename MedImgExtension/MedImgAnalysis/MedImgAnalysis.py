@@ -297,9 +297,10 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
         results, name = run.results, volumeNode.GetName()
         transformID = volumeNode.GetTransformNodeID()
         if results.kind == "segmentation":
-            node = self.importSegmentation(results, volumeNode, f"{name} {run.task.name}")
+            segmentation = self.importSegmentation(results, volumeNode, f"{name} {run.task.name}")
+            segmentation.SetAndObserveTransformNodeID(transformID)
         elif results.kind == "classification":
-            node = self.importTable(results, f"{name} {run.task.name}")
+            self.importTable(results, f"{name} {run.task.name}")
             for path in results.volumes:
                 heat = slicer.util.loadVolume(str(path), {"name": f"{name} heat map", "show": False})
                 heat.SetAndObserveTransformNodeID(transformID)
@@ -310,8 +311,6 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
                 node = slicer.util.loadVolume(str(path), {"name": f"{name} {run.task.name}"})
                 node.SetAndObserveTransformNodeID(transformID)
                 slicer.util.setSliceViewerLayers(background=node)
-        if results.kind == "segmentation":
-            node.SetAndObserveTransformNodeID(transformID)
         return results.summary
 
     @staticmethod
@@ -395,7 +394,8 @@ class MedImgAnalysisTest(ScriptedLoadableModuleTest):
             run.poll()
             time.sleep(0.2)
         self.assertEqual(run.state, "importing", run.error)
-        segmentation = logic.importResults(run, volume)
+        summary = logic.importResults(run, volume)
         run.finish()
-        self.assertTrue(segmentation)
+        self.assertEqual(summary, "8 labels")
+        self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode"))
         self.delayDisplay("CT segmentation passed")
