@@ -193,6 +193,7 @@ def class_folder_datalist(
     label_fraction: float = 1.0,
     label_subset: str = "labelled",
     label_seed: int = 0,
+    synthetic_dir: str | os.PathLike = "",
 ) -> list[dict]:
     """Images and class labels of a folder laid out like the chest X-ray pneumonia set.
 
@@ -202,8 +203,9 @@ def class_folder_datalist(
     stratified `val_fraction` of `train/` that keeps images of one patient together (patients are
     found by `group_pattern` in file names, e.g. 'person123'; an empty pattern makes each image
     its own group). `label_fraction` < 1 keeps a seeded stratified fraction of the training split
-    ('labelled') or its complement ('rest') to simulate scarce labels. `split`: training,
-    validation or test.
+    ('labelled') or its complement ('rest') to simulate scarce labels. `synthetic_dir`: a folder of
+    generated images in `<CLASS>/` folders (e.g. `gan_synthesis_inference.json` output) added to
+    the training split only, never to validation or test. `split`: training, validation or test.
     """
     root = _existing_dir(dataset_dir)
     if split == "test":
@@ -224,6 +226,10 @@ def class_folder_datalist(
     if label_fraction < 1.0:
         labelled, rest = _grouped_split(train, 1.0 - label_fraction, label_seed, group_pattern)
         train = {"labelled": labelled, "rest": rest}[label_subset]
+    if synthetic_dir:
+        synthetic = _class_folder_items(_existing_dir(synthetic_dir), class_names)
+        logger.info("training on %d real + %d synthetic images (%s)", len(train), len(synthetic), synthetic_dir)
+        train = train + synthetic
     return train
 
 

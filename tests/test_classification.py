@@ -184,6 +184,13 @@ def test_class_folders_split_by_patient_and_fraction(tmp_path):
     assert sorted(i["image"] for i in labelled + rest) == sorted(i["image"] for i in train)
     assert 6 <= len(labelled) <= 10 and {i["label"][0] for i in labelled} == {0, 1}
 
+    # synthetic images (e.g. GAN samples in <CLASS>/ folders) join the training split only
+    synthetic = _kermany_like(tmp_path / "gan", {"samples": {"NORMAL": 3, "PNEUMONIA": 4}}) / "samples"
+    augmented = class_folder_datalist(root, "training", names, 0.2, 1, label_fraction=0.1, synthetic_dir=synthetic)
+    assert augmented[: len(labelled)] == labelled and len(augmented) == len(labelled) + 7
+    assert sum(i["label"][0] for i in augmented[len(labelled):]) == 4
+    assert class_folder_datalist(root, "validation", names, 0.2, 1, synthetic_dir=synthetic) == val
+
 
 def test_class_folders_use_a_large_enough_val_folder(tmp_path):
     root = _kermany_like(tmp_path, {"train": {"NORMAL": 30, "PNEUMONIA": 30}, "val": {"NORMAL": 20, "PNEUMONIA": 20}})
