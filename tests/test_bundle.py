@@ -51,7 +51,7 @@ def test_config_labels_agree_with_metadata():
         if "labels" not in spec:  # an image-to-image task (denoising)
             continue
         parser = ConfigParser()
-        parser.read_config(runner.config_files(task, "inference"))
+        parser.read_config(runner.config_files(task, "inference" if "inference" in spec["configs"] else "sample"))
         names = parser.get_parsed_content("class_names")
         labels = [spec["labels"][key] for key in sorted(spec["labels"], key=int)]
         assert names == (labels if "0" in spec["labels"] else ["background", *labels]), task
