@@ -297,8 +297,9 @@ def synthesis_report(generator: ConditionalGenerator, real_sets: dict[str, tuple
     """KID and diversity per class against real images, and the privacy report.
 
     `real_sets`: {"training": (images, labels), "held_out": (images, labels), ...}, images (N, 1, H, W)
-    in [0, 1] at the generator's size. KID is measured against every set; the untrained-generator
-    floor is not here (a test and the docs measure it).
+    in [0, 1] at the generator's size. KID is measured against every set; "training" and "held_out"
+    also give the real-vs-real floor and the privacy report. (An untrained generator scored the
+    same way is the other reference: scripts/train_synthesis_demo_weights.py does that.)
     """
     report: dict = {"kid_features": "penultimate layer of the feature network", "classes": {}}
     for label, name in enumerate(class_names):
