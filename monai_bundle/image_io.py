@@ -954,6 +954,30 @@ def write_image(
         raise kind(f"{path}: cannot write ({_problem(error)})") from error
 
 
+def write_displacement_field(displacement_ras: np.ndarray, affine: np.ndarray, path) -> None:
+    """Write a displacement field on a 2D or 3D grid as a NIfTI vector image (ITK's convention), atomically.
+
+    `displacement_ras` has shape (*grid, 3): each voxel's displacement in mm along RAS world axes.
+    The file holds it as ITK, ANTs and 3D Slicer read displacement fields: shape (*grid, 1.., 1, 3)
+    with intent DISPVECT and the vectors in LPS mm; point x of the grid maps to x + u(x).
+    """
+    path = Path(path)
+    if _name_suffix(path.name) not in (".nii", ".nii.gz"):
+        raise ValueError(f"{path}: displacement fields are written as NIfTI (.nii, .nii.gz)")
+    field = np.asarray(displacement_ras, dtype=np.float32)
+    if field.ndim not in (3, 4) or field.shape[-1] != 3:
+        raise ValueError(f"{path}: a displacement field needs shape (*grid, 3), not {field.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if field.ndim == 3:
+        affine, field = _with_plane_normal(affine), field[:, :, None]
+    lps = field * np.array([-1.0, -1.0, 1.0], np.float32)
+    image = _nifti_from_affine(lps[:, :, :, None, :], affine)
+    image.header.set_intent("displacement vector")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_output(path) as tmp:
+        image.to_filename(tmp)
+
+
 def _writable_array(path: Path, array) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim not in (2, 3):

@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         for arm, weight in (("plain DiceCE", 0.0), (f"DiceCE + {args.adversarial_weight:g} x adversarial", args.adversarial_weight)):
             out = args.output_dir / f"seed{seed}_weight{weight:g}"
             started = time.monotonic()
-            if not (out / "models" / "model.pt").is_file():
+            if not (out / "trained").is_file():  # runs that finished are not trained again
                 bundle(args.task, "adversarial_train", dataset_dir=dataset, output_dir=out, seed=seed,
                        adversarial_weight=weight, **settings)
+                (out / "trained").touch()
             minutes = (time.monotonic() - started) / 60
             bundle(args.task, "evaluate", dataset_dir=dataset, eval_split="test", output_dir=out / "test",
                    checkpoint=out / "models" / "model.pt")
