@@ -313,7 +313,8 @@ class SaveRegistrationd(MapTransform):
 
     `keys`: the displacement (channel-first, voxels of the fixed grid, MONAI `Warp` convention).
     The warped image is `<moving>_warped.<fixed's format>` with the fixed file's header; the field is
-    `<moving>_ddf.nii.gz`: a NIfTI vector image in LPS mm (ITK/Slicer convention; see image_io).
+    `<moving>_ddf.nii.gz`: a NIfTI vector image, per fixed-grid point x the displacement u(x) in LPS mm
+    with moving(x + u(x)) ~ fixed(x) (see image_io.write_displacement_field).
     """
 
     def __init__(self, keys, moving_key: str, fixed_key: str, output_dir: str, allow_missing_keys: bool = False):

@@ -955,11 +955,13 @@ def write_image(
 
 
 def write_displacement_field(displacement_ras: np.ndarray, affine: np.ndarray, path) -> None:
-    """Write a displacement field on a 2D or 3D grid as a NIfTI vector image (ITK's convention), atomically.
+    """Write a displacement field on a 2D or 3D grid as a NIfTI vector image, atomically.
 
     `displacement_ras` has shape (*grid, 3): each voxel's displacement in mm along RAS world axes.
-    The file holds it as ITK, ANTs and 3D Slicer read displacement fields: shape (*grid, 1.., 1, 3)
-    with intent DISPVECT and the vectors in LPS mm; point x of the grid maps to x + u(x).
+    The file stores, per voxel, the vector in **LPS** mm (x, y sign-flipped), shape (X, Y, Z, 1, 3)
+    (Z = 1 for a 2D grid), intent "displacement vector", the grid's affine as sform and qform.
+    Point x of the grid corresponds to x + u(x). (ITK's NIfTI reader converts vector images in its
+    own way: check a field before using it as an ITK transform.)
     """
     path = Path(path)
     if _name_suffix(path.name) not in (".nii", ".nii.gz"):
@@ -967,10 +969,10 @@ def write_displacement_field(displacement_ras: np.ndarray, affine: np.ndarray, p
     field = np.asarray(displacement_ras, dtype=np.float32)
     if field.ndim not in (3, 4) or field.shape[-1] != 3:
         raise ValueError(f"{path}: a displacement field needs shape (*grid, 3), not {field.shape}")
+    lps = field * np.array([-1.0, -1.0, 1.0], np.float32)
     affine = np.asarray(affine, dtype=np.float64)
     if field.ndim == 3:
-        affine, field = _with_plane_normal(affine), field[:, :, None]
-    lps = field * np.array([-1.0, -1.0, 1.0], np.float32)
+        affine, lps = _with_plane_normal(affine), lps[:, :, None]
     image = _nifti_from_affine(lps[:, :, :, None, :], affine)
     image.header.set_intent("displacement vector")
     path.parent.mkdir(parents=True, exist_ok=True)

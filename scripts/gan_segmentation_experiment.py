@@ -47,7 +47,7 @@ def held_out_scores(report: dict) -> dict:
 
 def markdown_table(rows: list[dict], labels: list[str]) -> str:
     """One row per arm and seed, then the mean of each arm over seeds."""
-    head = ["training", "seed", *[f"Dice {label}" for label in labels], "mean Dice", "mean HD95 (mm)", "minutes"]
+    head = ["training", "seed", *[f"Dice {label}" for label in labels], "mean Dice", "mean HD95 (mm)", "training minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["arm"], str(row["seed"]), *[f"{row['dice'][label]:.3f}" for label in labels],
@@ -83,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for arm, weight in (("plain DiceCE", 0.0), (f"DiceCE + {args.adversarial_weight:g} x adversarial", args.adversarial_weight)):
             out = args.output_dir / f"seed{seed}_weight{weight:g}"
-            started = time.monotonic()
-            if not (out / "trained").is_file():  # runs that finished are not trained again
+            marker = out / "training_minutes.txt"  # runs that finished are not trained again
+            if not marker.is_file():
+                started = time.monotonic()
                 bundle(args.task, "adversarial_train", dataset_dir=dataset, output_dir=out, seed=seed,
                        adversarial_weight=weight, **settings)
-                (out / "trained").touch()
-            minutes = (time.monotonic() - started) / 60
+                marker.write_text(f"{(time.monotonic() - started) / 60:.2f}\n")
+            minutes = float(marker.read_text())
             bundle(args.task, "evaluate", dataset_dir=dataset, eval_split="test", output_dir=out / "test",
                    checkpoint=out / "models" / "model.pt")
             scores = held_out_scores(json.loads((out / "test" / "report.json").read_text()))

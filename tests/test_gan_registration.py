@@ -13,8 +13,9 @@ from monai.losses import LocalNormalizedCrossCorrelationLoss
 from monai.networks.nets import LocalNet, PatchDiscriminator, UNet
 from scipy import ndimage
 
-from conftest import CONFIGS, bundle_run
+from conftest import CONFIGS, REPO, bundle_run
 from monai_bundle import gan_registration as reg
+from monai_bundle import image_io
 from monai_bundle.image_io import read_header, write_image
 from monai_bundle.gan import Pix2PixTrainer
 
@@ -106,3 +107,25 @@ def test_bad_input_file_gives_one_line_naming_it(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(str(broken)), result.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+def test_slicer_module_leaves_the_two_input_registration_task_out():
+    sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
+    from MedImgAnalysisLib import tasks
+
+    from monai_bundle import runner
+
+    builtin = tasks.builtin_tasks(runner.METADATA)
+    assert "mri_registration" in runner.tasks() and "mri_registration" not in builtin
+    assert tasks.suggest_task((91, 109, 91), (0.0, 900.0), builtin, modality="MR") == "mri_brain_segmentation"
+
+
+def test_displacement_field_file_holds_lps_millimetres_on_the_grid(tmp_path):
+    """A field known in voxels of a flipped 2D grid is stored as LPS mm with the grid's affine."""
+    affine = np.array([[-2.0, 0, 0, 50], [0, 3.0, 0, -20], [0, 0, 1.0, 7], [0, 0, 0, 1]])
+    ddf = np.stack([np.full((4, 5), 1.5), np.full((4, 5), -1.0)])  # voxels along i and j
+    ras = np.einsum("wc,c...->...w", affine[:3, :2], ddf)  # (-3, -3, 0) mm in RAS
+    image_io.write_displacement_field(ras, affine, tmp_path / "ddf.nii.gz")
+    field = nib.load(tmp_path / "ddf.nii.gz")
+    assert field.shape == (4, 5, 1, 1, 3) and np.allclose(field.affine, affine)
+    assert np.allclose(field.get_fdata()[..., 0, 0, :], [3.0, 3.0, 0.0])
