@@ -5,7 +5,9 @@ and its grey/white-matter maps. Each sample is a pair on the same anatomy:
 - moving: the real T1 slice, unwarped;
 - fixed: a T2-like image (CSF 1.0 > grey matter 0.55 > white matter 0.35, background 0) made from
   the tissue maps *after* a random smooth warp `d`, times a smooth bias field (exp of +-0.15) plus
-  Gaussian noise (std 0.02); each image scaled by its 0-99.5th percentiles to [0, 1].
+  Gaussian noise (std 0.02); each image scaled by its 0-99.5th percentiles to [0, 1]. The warp:
+  Gaussian random displacements on control points every 32 mm, bicubic in between, largest
+  displacement drawn from 4-8 mm.
 So the ground truth is exactly `d`: the displacement (MONAI `Warp` convention, in voxels) that
 brings the moving image onto the fixed one, fixed(x) ~ moving(x + d(x)).
 
@@ -13,7 +15,8 @@ Method: a translator (MONAI UNet) trained as pix2pix (`gan.Pix2PixTrainer`: L1 +
 against a PatchDiscriminator) maps the fixed contrast to T1 on aligned pairs; a MONAI `LocalNet`
 then learns, unsupervised, the displacement that makes the warped T1 match the translated fixed
 image under a mono-modal similarity (LNCC) plus bending energy. Without the translator the same
-LocalNet learns from mutual information between T1 and the T2-like image instead.
+LocalNet learns from mutual information between T1 and the T2-like image instead. At inference
+the network's field can be refined per pair by a few optimiser steps on the same loss.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import BendingEnergyLoss
-from monai.utils import convert_to_tensor
 from monai.metrics import compute_dice
 from monai.networks.blocks import Warp
 from monai.networks.utils import one_hot
 from monai.transforms import MapTransform, ScaleIntensityRangePercentiles
+from monai.utils import convert_to_tensor
 from torch import nn
 
 from monai_bundle.image_io import ImageReadError, image_suffix, read_header, write_displacement_field, write_image

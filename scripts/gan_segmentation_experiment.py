@@ -30,7 +30,7 @@ def bundle(task: str, workflow: str, **overrides) -> None:
     """One workflow as a child `python -m monai.bundle run`; stop with its output on failure."""
     command = runner.bundle_command(task, workflow, **overrides)
     print("$", " ".join(map(str, command[1:])), flush=True)
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
         sys.exit(f"{workflow} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
 

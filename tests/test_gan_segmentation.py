@@ -7,13 +7,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import bundle_run
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.networks.nets import PatchDiscriminator, UNet
 from monai.networks.utils import one_hot
 
-from conftest import bundle_run
 from monai_bundle.gan_segmentation import SegmentationGANTrainer
 from monai_bundle.phantoms import MRI_PHANTOM_LABELS, write_phantom_dataset
 
