@@ -42,6 +42,17 @@ class ResidualUNet(nn.Module):
 GAN_KEYS = ("g_loss", "recon_loss", "adv_loss", "d_loss")
 
 
+def lsgan_loss(logits, target: float) -> torch.Tensor:
+    """Least-squares GAN loss; MONAI's PatchDiscriminator returns its features with the logits last."""
+    logits = logits[-1] if isinstance(logits, (list, tuple)) else logits
+    return torch.mean((logits.float() - target) ** 2)
+
+
+def autocast_context(dtype: torch.dtype | None, device: torch.device | str):
+    """`torch.autocast` to `dtype` on `device`'s type, or nothing for fp32 (dtype None)."""
+    return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype)
+
+
 class Pix2PixTrainer(Trainer):
     """Conditional GAN training: L1 (weighted) + least-squares adversarial loss for G; LSGAN loss for D.
 
@@ -66,13 +77,7 @@ class Pix2PixTrainer(Trainer):
         self.dtype = autocast_dtype(precision, device)
 
     def _autocast(self):
-        return nullcontext() if self.dtype is None else torch.autocast(torch.device(self.state.device).type, self.dtype)
-
-    @staticmethod
-    def _lsgan(logits, target: float) -> torch.Tensor:
-        """Least-squares GAN loss; MONAI's PatchDiscriminator returns its features with the logits last."""
-        logits = logits[-1] if isinstance(logits, (list, tuple)) else logits
-        return torch.mean((logits.float() - target) ** 2)
+        return autocast_context(self.dtype, self.state.device)
 
     def _iteration(self, engine, batchdata: dict[str, torch.Tensor]) -> dict[str, Any]:
         inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
@@ -86,14 +91,14 @@ class Pix2PixTrainer(Trainer):
         with self._autocast():
             real_logits = self.d_network(torch.cat([inputs, targets], 1))
             fake_logits = self.d_network(torch.cat([inputs, fakes.detach()], 1))
-        d_loss = 0.5 * (self._lsgan(real_logits, self.real_label) + self._lsgan(fake_logits, 0.0))
+        d_loss = 0.5 * (lsgan_loss(real_logits, self.real_label) + lsgan_loss(fake_logits, 0.0))
         d_loss.backward()
         self.d_optimizer.step()
         # generator: fool the discriminator and stay close to the target
         self.g_optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             g_logits = self.d_network(torch.cat([inputs, fakes], 1))
-        adv_loss = self._lsgan(g_logits, 1.0)
+        adv_loss = lsgan_loss(g_logits, 1.0)
         recon_loss = torch.mean(torch.abs(fakes - targets))
         g_loss = self.adversarial_weight * adv_loss + self.recon_weight * recon_loss
         g_loss.backward()

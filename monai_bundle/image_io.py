@@ -954,6 +954,32 @@ def write_image(
         raise kind(f"{path}: cannot write ({_problem(error)})") from error
 
 
+def write_displacement_field(displacement_ras: np.ndarray, affine: np.ndarray, path) -> None:
+    """Write a displacement field on a 2D or 3D grid as a NIfTI vector image, atomically.
+
+    `displacement_ras` has shape (*grid, 3): each voxel's displacement in mm along RAS world axes.
+    The file stores, per voxel, the vector in **LPS** mm (x, y sign-flipped), shape (X, Y, Z, 1, 3)
+    (Z = 1 for a 2D grid), intent "displacement vector", the grid's affine as sform and qform.
+    Point x of the grid corresponds to x + u(x). (ITK's NIfTI reader converts vector images in its
+    own way: check a field before using it as an ITK transform.)
+    """
+    path = Path(path)
+    if _name_suffix(path.name) not in (".nii", ".nii.gz"):
+        raise ValueError(f"{path}: displacement fields are written as NIfTI (.nii, .nii.gz)")
+    field = np.asarray(displacement_ras, dtype=np.float32)
+    if field.ndim not in (3, 4) or field.shape[-1] != 3:
+        raise ValueError(f"{path}: a displacement field needs shape (*grid, 3), not {field.shape}")
+    lps = field * np.array([-1.0, -1.0, 1.0], np.float32)
+    affine = np.asarray(affine, dtype=np.float64)
+    if field.ndim == 3:
+        affine, lps = _with_plane_normal(affine), lps[:, :, None]
+    image = _nifti_from_affine(lps[:, :, :, None, :], affine)
+    image.header.set_intent("displacement vector")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_output(path) as tmp:
+        image.to_filename(tmp)
+
+
 def _writable_array(path: Path, array) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim not in (2, 3):

@@ -20,7 +20,6 @@ import io
 import json
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from monai_bundle.engines import autocast_dtype
+from monai_bundle.gan import autocast_context
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ class GanLosses:
         self.dtype = autocast_dtype(precision, self.device)
 
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        context = nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
-        with context:
+        with autocast_context(self.dtype, self.device):
             return self.discriminator(images).float()
 
     def discriminator_loss(self, fakes: torch.Tensor, reals: torch.Tensor) -> torch.Tensor:

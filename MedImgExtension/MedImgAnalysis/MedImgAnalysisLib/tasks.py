@@ -31,11 +31,14 @@ def _kind(name: str, block: dict) -> str:
 
 
 def builtin_tasks(metadata_path: Path) -> dict[str, Task]:
-    """The tasks listed in the MedImg bundle's metadata.json ('medimg' block) that have an inference workflow."""
+    """The tasks listed in the MedImg bundle's metadata.json ('medimg' block) that have an inference workflow.
+
+    Registration tasks (two input images) are left out: the module runs a task on one volume.
+    """
     meta = json.loads(Path(metadata_path).read_text())
     tasks = {}
     for name, block in meta.get("medimg", {}).get("tasks", {}).items():
-        if "inference" in block.get("configs", {}):
+        if "inference" in block.get("configs", {}) and block.get("kind") != "registration":
             labels = {int(k): v for k, v in block.get("labels", {}).items()}
             tasks[name] = Task(name, _kind(name, block), block.get("description", ""), block.get("modality", ""), labels)
     return tasks
