@@ -40,6 +40,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from monai_bundle.files import write_bytes_atomic
+
 MU_WATER_PER_MM = 0.02
 """Linear attenuation of water (1/mm) at a chest radiograph's effective energy (about 60 keV)."""
 
@@ -781,18 +783,6 @@ def _unique_name(path: Path, tag: str) -> Path:
     return path.with_name(f"{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes under a temporary name in the same folder (mode from the umask), then rename into place."""
-    tmp = _unique_name(path, "tmp")
-    try:
-        with open(tmp, "xb") as stream:
-            stream.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     """An 8-bit grey PNG of a uint8 2D array."""
     from PIL import Image
@@ -815,7 +805,7 @@ def _render_job(job: _Job) -> dict[str, str]:
     params = random_params(np.random.default_rng(job.seed), source, _WORKER["size"], job.positive, _WORKER["opacity"])
     relative = f"{job.split}/{params.label}/synthetic_{job.source}_{job.index:05d}.png"
     image = render_drr(source, params.view, params.display, params.opacities)
-    _write_atomic(_WORKER["root"] / relative, png_bytes(image))
+    write_bytes_atomic(_WORKER["root"] / relative, png_bytes(image))
     return _csv_row(relative, job, params, source)
 
 
@@ -1012,8 +1002,8 @@ def write_xray_dataset(out_dir, train: Sequence[SourceCT], test: Sequence[Source
             "images": len(rows), "seconds": round(seconds, 2),
             "seconds_per_image": round(seconds / max(len(rows), 1), 4),
         }
-        _write_atomic(tmp / "labels.csv", _csv_text(rows).encode("utf-8"))
-        _write_atomic(tmp / "README.txt", _readme(summary, sources, rationale).encode("utf-8"))
+        write_bytes_atomic(tmp / "labels.csv", _csv_text(rows).encode("utf-8"))
+        write_bytes_atomic(tmp / "README.txt", _readme(summary, sources, rationale).encode("utf-8"))
         _commit(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -305,18 +305,16 @@ def synthesis_report(generator: ConditionalGenerator, real_sets: dict[str, tuple
         fake = generate(generator, [label] * num_samples, seed + label, device=device)
         fake_features = features(fake)
         entry = {"n_synthetic": num_samples, "ms_ssim_synthetic": ms_ssim_diversity(fake, seed=seed)}
-        for set_name, (images, labels) in real_sets.items():
-            real = images[labels == label]
-            kid, kid_std = kernel_inception_distance(features(real), fake_features, seed=seed)
-            entry[f"kid_vs_{set_name}"] = {"mean": kid, "std": kid_std, "n_real": len(real)}
-            entry[f"ms_ssim_{set_name}"] = ms_ssim_diversity(real, seed=seed)
-        if "training" in real_sets and "held_out" in real_sets:
-            (train_images, train_labels), (held_images, held_labels) = real_sets["training"], real_sets["held_out"]
-            floor, floor_std = kernel_inception_distance(features(train_images[train_labels == label]),
-                                                         features(held_images[held_labels == label]), seed=seed)
+        real = {set_name: images[labels == label] for set_name, (images, labels) in real_sets.items()}
+        real_features = {set_name: features(images) for set_name, images in real.items()}
+        for set_name, images in real.items():
+            kid, kid_std = kernel_inception_distance(real_features[set_name], fake_features, seed=seed)
+            entry[f"kid_vs_{set_name}"] = {"mean": kid, "std": kid_std, "n_real": len(images)}
+            entry[f"ms_ssim_{set_name}"] = ms_ssim_diversity(images, seed=seed)
+        if "training" in real and "held_out" in real:
+            floor, floor_std = kernel_inception_distance(real_features["training"], real_features["held_out"], seed=seed)
             entry["kid_training_vs_held_out"] = {"mean": floor, "std": floor_std}
-            entry["privacy"] = privacy_report(fake, train_images[train_labels == label],
-                                              held_images[held_labels == label], seed=seed)
+            entry["privacy"] = privacy_report(fake, real["training"], real["held_out"], seed=seed)
         report["classes"][name] = entry
     return report
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from train_demo_weights import finish
 from monai_bundle import gan_registration as reg
 from monai_bundle import runner, sample_data
 from monai_bundle.engines import load_weights
+from monai_bundle.experiments import run
 from monai_bundle.files import write_text_atomic
 
 TASK = "mri_registration"
@@ -39,10 +39,7 @@ def train(out: Path, use_translator: bool, seed: int) -> Path:
     """Train one arm through MONAI's CLI (unless already done); return its checkpoint."""
     checkpoint = out / "models" / "model.pt"
     if not (out / "trained").is_file():
-        command = runner.bundle_command(TASK, "train", output_dir=out, use_translator=use_translator, seed=seed)
-        print("$", " ".join(map(str, command[1:])), flush=True)
-        if subprocess.run(command, capture_output=True, text=True, check=False).returncode:
-            sys.exit(f"training {out} failed")
+        run(TASK, "train", output_dir=out, use_translator=use_translator, seed=seed)
         (out / "trained").touch()
     return checkpoint
 

@@ -15,24 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from train_demo_weights import PREPARE
 
-from monai_bundle import runner, sample_data
+from monai_bundle import sample_data
+from monai_bundle.experiments import run as bundle
 from monai_bundle.files import write_text_atomic
-
-
-def bundle(task: str, workflow: str, **overrides) -> None:
-    """One workflow as a child `python -m monai.bundle run`; stop with its output on failure."""
-    command = runner.bundle_command(task, workflow, **overrides)
-    print("$", " ".join(map(str, command[1:])), flush=True)
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode:
-        sys.exit(f"{workflow} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
 
 
 def held_out_scores(report: dict) -> dict:

@@ -13,24 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from train_demo_weights import finish
+from train_demo_weights import bundle, finish
 
-from monai_bundle import runner, sample_data
+from monai_bundle import sample_data
 from monai_bundle.lowdose import write_denoise_dataset
 
 TASK = "ct_denoising"
-
-
-def bundle(workflow: str, **overrides) -> None:
-    command = runner.bundle_command(TASK, workflow, **overrides)
-    print("$", " ".join(map(str, command[1:])), flush=True)
-    if subprocess.run(command, check=False).returncode:
-        sys.exit(f"{workflow} failed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     checkpoint = args.checkpoint
     if checkpoint is None:
-        bundle("train", dataset_dir=dataset, output_dir=args.work_dir, max_epochs=args.max_epochs)
+        bundle(TASK, "train", dataset_dir=dataset, output_dir=args.work_dir, max_epochs=args.max_epochs)
         checkpoint = args.work_dir / "models" / "model.pt"
-    bundle("evaluate", dataset_dir=dataset, output_dir=args.work_dir / "eval", checkpoint=checkpoint)
+    bundle(TASK, "evaluate", dataset_dir=dataset, output_dir=args.work_dir / "eval", checkpoint=checkpoint)
     report = json.loads((args.work_dir / "eval" / "report.json").read_text())
     results = {"task": TASK, "data": json.loads((dataset / "dataset.json").read_text())["description"],
                "training": {"max_epochs": args.max_epochs, "config": "gan_denoise_train.json defaults"},
