@@ -90,6 +90,23 @@ def test_autocast_inferer_returns_float32_close_to_fp32():
     assert torch.allclose(fp32, bf16, atol=0.05 * fp32.abs().max().item())
 
 
+def test_flip_ensemble_inferer_averages_flipped_passes():
+    """A position-dependent network x * gain: the ensemble gives x * (gain averaged over its 4 flips), per slice."""
+    from monai.inferers import SimpleInferer, SliceInferer
+
+    gain = torch.arange(1.0, 13.0).reshape(1, 1, 3, 4)
+    network = lambda batch: batch * gain  # noqa: E731 - not flip-equivariant
+    x = torch.randn(2, 1, 3, 4)
+    symmetric = (gain + gain.flip(2) + gain.flip(3) + gain.flip((2, 3))) / 4
+    assert torch.allclose(engines.FlipEnsembleInferer(SimpleInferer(), [0, 1])(x, network), x * symmetric)
+    assert torch.equal(engines.FlipEnsembleInferer(SimpleInferer(), [])(x, network), x * gain)
+    assert torch.allclose(engines.FlipEnsembleInferer(SimpleInferer(), [1])(x, network), x * (gain + gain.flip(3)) / 2)
+
+    volume = torch.randn(1, 1, 3, 4, 5)  # axial slices along the last axis, as the denoiser sees them
+    slices = engines.FlipEnsembleInferer(SliceInferer(roi_size=(3, 4), spatial_dim=2, sw_batch_size=2), [0, 1])
+    assert torch.allclose(slices(volume, network), volume * symmetric[..., None], atol=1e-6)
+
+
 def test_load_weights_checks_shipped_hashes(tmp_path):
     net = torch.nn.Linear(2, 2)
     path = tmp_path / "model.pt"
