@@ -107,6 +107,26 @@ def test_flip_ensemble_inferer_averages_flipped_passes():
     assert torch.allclose(slices(volume, network), volume * symmetric[..., None], atol=1e-6)
 
 
+def test_non_finite_steps_are_skipped_and_training_goes_on():
+    """A batch whose loss is NaN leaves the weights as they were; the finite batches around it still train."""
+    from ignite.engine import Events
+    from monai.engines import SupervisedTrainer
+
+    torch.manual_seed(0)
+    network = torch.nn.Linear(2, 1)
+    batches = [{"image": torch.randn(4, 2), "label": torch.randn(4, 1)} for _ in range(3)]
+    batches[1]["image"][0, 0] = float("nan")
+    guard = engines.SkipNonFiniteSteps()
+    trainer = SupervisedTrainer("cpu", 1, batches, network, torch.optim.AdamW(network.parameters(), 0.1),
+                                torch.nn.MSELoss(), train_handlers=[guard])
+    weights = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: weights.append(network.weight.detach().clone()))
+    trainer.run()
+    assert guard.skipped == 1
+    assert torch.equal(weights[1], weights[0]) and not torch.equal(weights[2], weights[1])
+    assert all(torch.isfinite(p).all() for p in network.parameters())
+
+
 def test_load_weights_checks_shipped_hashes(tmp_path):
     net = torch.nn.Linear(2, 2)
     path = tmp_path / "model.pt"
