@@ -137,9 +137,9 @@ class FlipEnsembleInferer(Inferer):
 class SkipNonFiniteSteps:
     """Trainer handler: a step whose gradients are not all finite updates nothing (its gradients are dropped).
 
-    What torch.amp's GradScaler does for fp16 on GPUs, for any precision: one overflow in a bf16
-    backward pass would otherwise turn every weight into NaN for the rest of the run. Each skipped
-    step is logged; `skipped` counts them.
+    What torch.amp's GradScaler does for fp16 on GPUs, for any precision: one non-finite step would
+    otherwise turn every weight into NaN for the rest of the run. Each skipped step is logged;
+    `skipped` counts them.
     """
 
     def __init__(self) -> None:
