@@ -3,7 +3,7 @@
 
 import sys
 
-from monai_bundle.batch import main
+from monai_bundle.apps.batch import main
 
 if __name__ == "__main__":
     sys.exit(main())

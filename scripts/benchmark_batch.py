@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_bundle import engines, runner, sample_data
-from monai_bundle.image_io import find_images, read_image, write_image
-from monai_bundle.transforms import output_path
+from monai_bundle.apps import runner
+from monai_bundle.data import sample_data
+from monai_bundle.engines import weights as engines
+from monai_bundle.io import find_images, output_path, read_image, write_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +101,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
     batch_out, reference_out = work / "batch_out", work / "reference_out"
     shutil.rmtree(batch_out, ignore_errors=True)
     shutil.rmtree(reference_out, ignore_errors=True)
-    batch_s = timed([sys.executable, "-m", "monai_bundle.batch", "--task", args.task, "--input", str(in_dir),
+    batch_s = timed([sys.executable, "-m", "monai_bundle.apps.batch", "--task", args.task, "--input", str(in_dir),
                      "--output", str(batch_out), "--workers", str(args.workers), "--quiet", *device])
     per_batch = batch_s / len(inputs)
     print(f"medimg-batch     : {len(inputs)} files in {batch_s:.1f} s = {per_batch:.2f} s/file (one process)", flush=True)

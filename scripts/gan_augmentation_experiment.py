@@ -16,7 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from monai_bundle.experiments import evaluate_classifier, markdown_table, run, summarise, train, write_results
+from monai_bundle.apps.experiments import (
+    evaluate_classifier,
+    markdown_table,
+    run,
+    summarise,
+    train,
+    write_results,
+)
 
 METHODS = ["real only", "real + GAN samples"]
 

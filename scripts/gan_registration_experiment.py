@@ -24,11 +24,12 @@ import torch
 from monai.bundle import ConfigParser
 from train_demo_weights import finish
 
-from monai_bundle import gan_registration as reg
-from monai_bundle import runner, sample_data
+from monai_bundle.apps import runner
+from monai_bundle.apps.experiments import run
+from monai_bundle.data import sample_data
 from monai_bundle.engines import load_weights
-from monai_bundle.experiments import run
-from monai_bundle.files import write_text_atomic
+from monai_bundle.io import write_text_atomic
+from monai_bundle.tasks import mri_registration as reg
 
 TASK = "mri_registration"
 ARMS = {"GAN translator + LNCC": True, "mutual information, no GAN": False}

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from train_demo_weights import PREPARE
 
-from monai_bundle import sample_data
-from monai_bundle.experiments import run as bundle
-from monai_bundle.files import write_text_atomic
+from monai_bundle.apps.experiments import run as bundle
+from monai_bundle.data import sample_data
+from monai_bundle.io import write_text_atomic
 
 
 def held_out_scores(report: dict) -> dict:

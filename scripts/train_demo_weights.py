@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_bundle import BUNDLE_ROOT, demo_data, runner, sample_data
-from monai_bundle.files import sha256_of
-from monai_bundle.image_io import read_image
-from monai_bundle.transforms import output_path
+from monai_bundle import BUNDLE_ROOT
+from monai_bundle.apps import runner
+from monai_bundle.data import sample_data
+from monai_bundle.io import output_path, read_image, sha256_of
+from monai_bundle.tasks.ct_segmentation import prepare_ct_dataset
+from monai_bundle.tasks.mri_brain_segmentation import prepare_mri_dataset
 
-PREPARE = {"ct_segmentation": demo_data.prepare_ct_dataset, "mri_brain_segmentation": demo_data.prepare_mri_dataset}
+PREPARE = {"ct_segmentation": prepare_ct_dataset, "mri_brain_segmentation": prepare_mri_dataset}
 TRAINING = {
     "ct_segmentation": {"max_epochs": 40, "val_interval": 5, "train#trainer#epoch_length": 20},
     "mri_brain_segmentation": {"max_epochs": 25, "val_interval": 5, "train#trainer#epoch_length": 20, "batch_size": 1},

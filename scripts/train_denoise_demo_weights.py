@@ -5,7 +5,7 @@
     python scripts/train_denoise_demo_weights.py --pretrained-weights W.pt --max-epochs 300 --g-learning-rate 1e-4
                                                                   # fine-tune from W (cosine schedule again)
 
-Pairs: `monai_bundle.lowdose.write_denoise_dataset` (simulated low dose of the real sample CTs;
+Pairs: `monai_bundle.tasks.ct_denoising.write_denoise_dataset` (simulated low dose of the real sample CTs;
 the held-out CT is another patient). Every step is a `python -m monai.bundle run` of the bundle's
 configs; the held-out report (denoiser, low-dose input and classical baselines, PSNR/SSIM) goes
 to docs/results/ct_denoising.json with the training settings.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from train_demo_weights import bundle, finish
 
-from monai_bundle import sample_data
-from monai_bundle.lowdose import write_denoise_dataset
+from monai_bundle.data import sample_data
+from monai_bundle.tasks.ct_denoising import write_denoise_dataset
 
 TASK = "ct_denoising"
 

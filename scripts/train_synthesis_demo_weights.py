@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from train_demo_weights import bundle, finish
 
-from monai_bundle import sample_data
-from monai_bundle.drr import make_xray_dataset
-from monai_bundle.synthesis import ConditionalGenerator
+from monai_bundle.data import sample_data
+from monai_bundle.data.drr import make_xray_dataset
+from monai_bundle.tasks.xray_synthesis import ConditionalGenerator
 
 TASK = "xray_synthesis"
 

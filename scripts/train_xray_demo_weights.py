@@ -19,8 +19,8 @@ from pathlib import Path
 
 from train_demo_weights import bundle, finish
 
-from monai_bundle import sample_data
-from monai_bundle.drr import make_xray_dataset
+from monai_bundle.data import sample_data
+from monai_bundle.data.drr import make_xray_dataset
 
 TASK = "xray_classification"
 TRAINING = {"max_epochs": 20, "learning_rate": 0.0003}

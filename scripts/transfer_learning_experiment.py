@@ -17,7 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from monai_bundle.experiments import evaluate_classifier, markdown_table, summarise, train, write_results
+from monai_bundle.apps.experiments import (
+    evaluate_classifier,
+    markdown_table,
+    summarise,
+    train,
+    write_results,
+)
 
 TASK = "xray_classification"
 

@@ -35,6 +35,6 @@ def bundle_run(config_files: list[str], **overrides) -> subprocess.CompletedProc
 @pytest.fixture(scope="session")
 def phantom_dataset(tmp_path_factory) -> Path:
     """Twelve small synthetic CT phantoms (MSD layout) with exact labels."""
-    from monai_bundle.phantoms import write_phantom_dataset
+    from monai_bundle.data.phantoms import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantoms"), n=12, modality="ct", shape=(48, 48, 48), seed=0)

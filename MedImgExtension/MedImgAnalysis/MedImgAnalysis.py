@@ -2,7 +2,7 @@
 
 Glue only: Slicer's GUI, scene and file I/O. What runs and how its results are read lives in
 MedImgAnalysisLib (importable and tested without Slicer); the work itself runs in a child Python
-process through monai_bundle.analysis, the runner the scripts use.
+process through monai_bundle.apps.analysis, the runner the scripts use.
 """
 
 import logging
@@ -13,6 +13,9 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
+from MedImgAnalysisLib import dependencies, tasks
+from MedImgAnalysisLib.analysis import AnalysisRun
+from MedImgAnalysisLib.process import default_python
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -23,10 +26,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
-from MedImgAnalysisLib import dependencies, tasks
-from MedImgAnalysisLib.analysis import AnalysisRun
-from MedImgAnalysisLib.process import default_python
 
 MODULE_DIR = Path(__file__).resolve().parent
 SOURCE_ROOT = MODULE_DIR.parents[1]  # a source checkout: MedImgExtension/ sits next to monai_bundle/

@@ -6,7 +6,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from MedImgAnalysisLib.process import AnalysisProcess, Workspace, analysis_command, child_environment
+from MedImgAnalysisLib.process import (
+    AnalysisProcess,
+    Workspace,
+    analysis_command,
+    child_environment,
+)
 from MedImgAnalysisLib.results import Results, collect
 from MedImgAnalysisLib.tasks import Task
 

@@ -14,13 +14,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROGRESS_PREFIX = "MEDIMG-PROGRESS "  # monai_bundle.analysis.PROGRESS_PREFIX (not imported: Slicer may lack it)
+PROGRESS_PREFIX = "MEDIMG-PROGRESS "  # monai_bundle.apps.analysis.PROGRESS_PREFIX (not imported: Slicer may lack it)
 
 
 def analysis_command(python: str, input_path: Path, output_dir: Path, task: str | None = None,
                      bundle: Path | None = None, device: str | None = None) -> list[str]:
-    """The child's command line: `python -m monai_bundle.analysis ...` (the runner the scripts use)."""
-    command = [python, "-u", "-m", "monai_bundle.analysis", "--input", str(input_path), "--output-dir", str(output_dir)]
+    """The child's command line: `python -m monai_bundle.apps.analysis ...` (the runner the scripts use)."""
+    command = [python, "-u", "-m", "monai_bundle.apps.analysis", "--input", str(input_path), "--output-dir", str(output_dir)]
     command += ["--bundle", str(bundle)] if bundle is not None else ["--task", str(task)]
     if device:
         command += ["--device", device]

@@ -1,0 +1,62 @@
+"""Helpers for experiment scripts that chain bundle workflows (transfer learning, GAN augmentation).
+
+Every step is a real `python -m monai.bundle run` child process of the bundle's own configs.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from monai_bundle.apps import runner
+from monai_bundle.io import write_text_atomic
+
+
+def run(task: str, workflow: str, **overrides) -> None:
+    """One bundle workflow in a child process; exit with its error output on failure."""
+    command = runner.bundle_command(task, workflow, **overrides)
+    print("$", " ".join(map(str, command[1:])), flush=True)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"{task} {workflow} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+
+
+def train(task: str, out: Path, workflow: str = "train", **overrides) -> Path:
+    """Train into `out` unless it already holds a final model; return `out/models/model.pt`."""
+    if not (out / "models" / "model.pt").is_file():
+        run(task, workflow, output_dir=out, **overrides)
+    return out / "models" / "model.pt"
+
+
+def evaluate_classifier(checkpoint: Path, out: Path, dataset_dir, network_name: str, image_size: int) -> dict:
+    """Test-split metrics of an X-ray classifier checkpoint (at its own stored threshold)."""
+    run("xray_classification", "evaluate", checkpoint=checkpoint, output_dir=out, dataset_dir=dataset_dir,
+        network_name=network_name, image_size=image_size)
+    return json.loads((out / "report.json").read_text())["metrics"]
+
+
+def summarise(rows: list[dict], methods: list[str], key: str = "roc_auc") -> dict:
+    """Mean, min and max of `key` per method."""
+    summary = {}
+    for method in methods:
+        values = [row[key] for row in rows if row["method"] == method]
+        summary[method] = {f"mean_{key}": statistics.mean(values), f"min_{key}": min(values), f"max_{key}": max(values)}
+    return summary
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Classifier runs as a Markdown table."""
+    lines = ["| training | seed | test ROC AUC | sensitivity | specificity |", "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['seed']} | {r['roc_auc']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(result: dict, *paths) -> None:
+    """The same JSON to every non-empty path."""
+    text = json.dumps(result, indent=2) + "\n"
+    for path in paths:
+        if path:
+            write_text_atomic(path, text)

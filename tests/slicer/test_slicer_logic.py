@@ -1,0 +1,170 @@
+"""The Slicer module's logic without Slicer: the exact child command on real files, cancel, failures, tasks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from monai_bundle.apps import runner
+from monai_bundle.io import read_header, read_image, read_radiograph
+
+sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
+from MedImgAnalysisLib import dependencies, tasks  # noqa: E402
+from MedImgAnalysisLib.analysis import AnalysisRun  # noqa: E402
+from MedImgAnalysisLib.process import AnalysisProcess, analysis_command, parse_line  # noqa: E402
+from MedImgAnalysisLib.results import label_colour  # noqa: E402
+
+TASKS = tasks.builtin_tasks(runner.METADATA)
+
+
+from helpers import run_to_end, write_as_slicer_does
+
+
+def test_suggested_task_follows_the_image():
+    assert tasks.suggest_task((512, 512, 1), (0, 4095), TASKS) == "xray_classification"
+    assert tasks.suggest_task((512, 512, 133), (-1024, 3071), TASKS) == "ct_segmentation"
+    assert tasks.suggest_task((91, 109, 91), (0, 800), TASKS) == "mri_brain_segmentation"
+    assert tasks.suggest_task((256, 256, 20), (0, 900), TASKS, modality="CT") == "ct_segmentation"
+    assert {t.kind for t in TASKS.values()} == {"segmentation", "classification", "image"}
+
+
+def test_another_bundle_needs_an_image_in_and_a_label_map_out(tmp_path):
+    configs = tmp_path / "zoo" / "configs"
+    configs.mkdir(parents=True)
+    with pytest.raises(tasks.BundleError, match="no configs/metadata.json"):
+        tasks.other_bundle_task(tmp_path / "zoo")
+    meta = {"name": "spleen", "network_data_format": {
+        "inputs": {"image": {"type": "image", "modality": "CT"}},
+        "outputs": {"pred": {"type": "image", "format": "segmentation", "channel_def": {"0": "background", "1": "spleen"}}}}}
+    (configs / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(tasks.BundleError, match="no configs/inference"):
+        tasks.other_bundle_task(tmp_path / "zoo")
+    (configs / "inference.json").write_text("{}")
+    task = tasks.other_bundle_task(tmp_path / "zoo")
+    assert task.kind == "segmentation" and task.labels == {1: "spleen"} and task.bundle == tmp_path / "zoo"
+    meta["network_data_format"]["outputs"]["pred"]["format"] = "classification"
+    (configs / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(tasks.BundleError, match="label map"):
+        tasks.other_bundle_task(tmp_path / "zoo")
+
+
+def test_progress_lines_and_log_lines_are_told_apart():
+    assert parse_line('MEDIMG-PROGRESS {"stage": "running", "fraction": 0.1}\n').stage == "running"
+    assert parse_line("2026 INFO loading weights\n").log == "2026 INFO loading weights"
+    assert parse_line("MEDIMG-PROGRESS not json").log is not None
+    assert label_colour(3) == label_colour(3) and label_colour(3) != label_colour(4)
+
+
+def test_dependency_plan_says_what_will_be_installed():
+    assert dependencies.missing(lambda name: None if name in ("torch", "monai") else object()) == ["torch", "monai"]
+    plan = dependencies.install_plan(["torch", "monai"], pytorch_extension=True)
+    assert "PyTorch extension" in plan[0] and "monai>=" in plan[1]
+    calls = []
+    dependencies.install(["torch", "monai"], calls.append, install_torch=lambda: calls.append("torch via extension"))
+    assert calls == ["torch via extension", "monai>=1.5.1"]
+
+
+@pytest.mark.realdata
+def test_module_command_segments_a_real_ct_on_its_own_grid(tmp_path):
+    """The exact command the module builds, on the real CT written as the module writes it."""
+    from monai_bundle.data import sample_data
+
+    ct = read_image(sample_data.fetch("ts_ct"), ndim=3)
+    run = AnalysisRun(TASKS["ct_segmentation"], lambda path: write_as_slicer_does(ct.array, ct.affine, path),
+                      sys.executable, device="cpu", bundle_package_parent=REPO, temp_root=tmp_path)
+    assert run.command(Path("in.nrrd"), Path("out"))[2:4] == ["-m", "monai_bundle.apps.analysis"]
+    run_to_end(run)
+    assert run.state == "importing", (run.error, run.log[-20:])
+    results = run.results
+    assert results.label_map.name == "input_seg.nrrd" and [s.name for s in results.segments][:2] == ["lungs", "heart"]
+    shape, affine, _ = read_header(results.label_map)
+    assert shape == ct.array.shape and np.allclose(affine, ct.affine, atol=1e-4)
+    labels = np.asarray(read_image(results.label_map).array)
+    assert labels.dtype == np.uint8 and {4, 8} <= set(np.unique(labels).tolist())  # liver and bone found
+    run.finish()
+    assert run.state == "done" and not run.workspace.path.exists()
+
+
+@pytest.mark.realdata
+def test_module_command_classifies_a_real_radiograph_with_a_heat_map(tmp_path):
+    from monai_bundle.data import sample_data
+
+    image = read_radiograph(sample_data.fetch("rg1"))
+    volume = image.array[:, :, None]  # Slicer holds a radiograph as a one-slice volume
+    affine = image.affine.copy()
+    affine[:3, 2] = np.cross(affine[:3, 0], affine[:3, 1]) / np.linalg.norm(np.cross(affine[:3, 0], affine[:3, 1]))
+    run = AnalysisRun(TASKS["xray_classification"], lambda path: write_as_slicer_does(volume, affine, path),
+                      sys.executable, device="cpu", bundle_package_parent=REPO, temp_root=tmp_path)
+    run_to_end(run)
+    assert run.state == "importing", (run.error, run.log[-20:])
+    row = run.results.table[0]
+    assert 0.0 <= float(row["probability"]) <= 1.0 and "threshold" in row
+    heat_map = next(p for p in run.results.volumes if "gradcam" in p.name)
+    shape, heat_affine, _ = read_header(heat_map)
+    assert shape[:2] == volume.shape[:2] and np.allclose(heat_affine[:3, :2], affine[:3, :2], atol=1e-4)
+    assert any(p.suffix == ".png" for p in run.results.pictures)
+    run.finish()
+
+
+def test_a_failing_run_reports_one_line_and_cleans_up(tmp_path):
+    bad = lambda path: path.write_bytes(b"not an image at all")  # noqa: E731
+    run = run_to_end(AnalysisRun(TASKS["ct_segmentation"], bad, sys.executable, device="cpu",
+                                 bundle_package_parent=REPO, temp_root=tmp_path), timeout=300)
+    assert run.state == "failed" and "input.nrrd" in run.error and "\n" not in run.error
+    assert not run.workspace.path.exists()
+
+
+def test_cancel_ends_the_child_and_its_children_within_two_seconds(tmp_path):
+    marker = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time; "
+              f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); open({str(marker)!r}, 'w').write(str(p.pid)); "
+              "print('MEDIMG-PROGRESS {\"stage\": \"running\", \"fraction\": 0.1}', flush=True); time.sleep(60)")
+    process = AnalysisProcess([sys.executable, "-c", script])
+    process.start()
+    deadline = time.monotonic() + 30
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.05)
+    grandchild = int(marker.read_text())
+    started = time.monotonic()
+    process.cancel()
+    assert time.monotonic() - started < 2.0
+    assert process.returncode is not None
+    time.sleep(0.1)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (a killed orphan may wait for init to reap it)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_cancel_of_a_real_analysis_removes_its_temp_files(tmp_path):
+    ct = np.full((64, 64, 64), -1000, np.int16)
+    run = AnalysisRun(TASKS["ct_segmentation"], lambda path: write_as_slicer_does(ct, np.eye(4), path),
+                      sys.executable, device="cpu", bundle_package_parent=REPO, temp_root=tmp_path)
+    run.start()
+    time.sleep(1.0)  # the child is importing torch/MONAI
+    assert run.state == "running"
+    started = time.monotonic()
+    run.cancel()
+    assert time.monotonic() - started < 2.0
+    assert run.state == "cancelled" and not run.process.running and not run.workspace.path.exists()
+
+
+def test_the_command_names_the_task_or_the_bundle():
+    command = analysis_command("py", Path("in.nrrd"), Path("out"), task="ct_segmentation", device="cpu")
+    assert command == ["py", "-u", "-m", "monai_bundle.apps.analysis", "--input", "in.nrrd", "--output-dir", "out",
+                       "--task", "ct_segmentation", "--device", "cpu"]
+    assert "--bundle" in analysis_command("py", Path("in.nii.gz"), Path("out"), bundle=Path("zoo"))
