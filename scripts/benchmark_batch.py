@@ -26,7 +26,7 @@ import numpy as np
 
 from monai_bundle.apps import runner
 from monai_bundle.data import sample_data
-from monai_bundle.engines import weights as engines
+from monai_bundle import engines
 from monai_bundle.io import find_images, output_path, read_image, write_image
 
 REPO = Path(__file__).resolve().parents[1]

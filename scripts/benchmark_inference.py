@@ -53,7 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from monai_bundle.apps import runner
 from monai_bundle.apps.batch import Pipeline
 from monai_bundle.data import sample_data
-from monai_bundle.engines import weights as engines
+from monai_bundle import engines
 from monai_bundle.io import read_image
 
 STAGES = ("load", "preprocess", "network", "postprocess", "save")

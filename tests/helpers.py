@@ -1,12 +1,16 @@
-"""Helpers shared by several test modules: DICOM series writers, tiny bundle overrides, Slicer-style runs."""
+"""Helpers shared by several test modules: DICOM series writers, test images on known grids, tiny bundle overrides,
+Slicer-style runs."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
@@ -17,6 +21,7 @@ from pydicom.uid import (
 )
 
 from monai_bundle.data.phantoms import CT_PHANTOM_LABELS
+from monai_bundle.io import ImageReadError, lps_to_ras, read_image
 
 PHANTOM_CLASSES = [CT_PHANTOM_LABELS[k] for k in sorted(CT_PHANTOM_LABELS)]
 TINY = {
@@ -99,3 +104,91 @@ def run_to_end(run, timeout: float = 600):
         run.poll()
         time.sleep(0.1)
     return run
+
+
+# ---------------------------------------------------------------- test images on known grids (tests/io)
+
+
+def float32_exact(affine) -> np.ndarray:
+    """NIfTI-1 stores its sform as float32: keep test affines exactly representable there."""
+    return np.asarray(affine, dtype=np.float32).astype(np.float64)
+
+
+def rotation(axis: int, degrees: float) -> np.ndarray:
+    """A rotation by `degrees` about axis 0, 1 or 2."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    i, j = [a for a in range(3) if a != axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def _affine(matrix, origin) -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3], affine[:3, 3] = matrix, origin
+    return float32_exact(affine)
+
+
+FORMAT_OF_SUFFIX = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".mha": "metaimage"}
+"""The volume formats every round trip covers, and the `Volume.format` each is read as."""
+
+
+GEOMETRIES = {
+    "oblique": _affine(rotation(2, 20) @ rotation(0, 20) @ np.diag([0.8, 0.9, 1.5]), [-90.5, 12.25, 40.0]),
+    "flipped": _affine(np.diag([-1.25, -0.75, -2.0]), [100.0, 80.0, -30.0]),
+    "anisotropic": _affine(np.diag([0.7, 0.7, 2.5]), [-50.0, -60.0, 10.0]),
+    "2d": _affine(np.diag([-0.5, 0.75, 1.0]), [10.0, -20.0, 0.0]),
+}
+"""Grids (RAS, float32-exact) that image tests write and read back."""
+
+
+def image_data(geometry: str, dtype=np.int16) -> np.ndarray:
+    """Random CT-like values on a GEOMETRIES grid's shape (5x6 for "2d", else 5x6x7), the same every call."""
+    shape = (5, 6) if geometry == "2d" else (5, 6, 7)
+    return np.random.default_rng(0).integers(-1000, 3000, size=shape).astype(dtype)
+
+
+def assert_affine(actual, expected, fmt: str) -> None:
+    """Exact for NIfTI (float32-exact affines); ITK splits NRRD/MetaImage into spacing x direction (1 ulp)."""
+    if fmt.startswith(".nii"):
+        np.testing.assert_array_equal(actual, expected)
+    else:
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-9)
+
+
+def read_error(path, match: str, **kwargs) -> ImageReadError:
+    """Read `path`, expecting one clear error that names it."""
+    with pytest.raises(ImageReadError, match=match) as info:
+        read_image(path, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    assert Path(path).name in message
+    assert info.value.path == os.fspath(path)
+    return info.value
+
+
+def nifti_bytes(data=None, affine=None) -> bytes:
+    """A NIfTI-1 file's bytes (default: 4x5x6 zeros on the identity grid)."""
+    data = np.zeros((4, 5, 6), np.int16) if data is None else data
+    return nib.Nifti1Image(data, np.eye(4) if affine is None else affine).to_bytes()
+
+
+def write_file(path: Path, content: bytes) -> Path:
+    """`path`, holding `content`."""
+    path.write_bytes(content)
+    return path
+
+
+def expected_dicom_affine(n=6) -> np.ndarray:
+    """The RAS affine of `write_dicom_series(folder, n)`, worked out from the DICOM attributes by hand."""
+    lps = np.eye(4)
+    lps[:3, 0] = IOP_ROW * PIXEL_SPACING[1]  # i runs along a row: across columns
+    lps[:3, 1] = IOP_COL * PIXEL_SPACING[0]
+    lps[:3, 2] = NORMAL * SLICE_STEP if n > 1 else NORMAL
+    lps[:3, 3] = ORIGIN
+    return lps_to_ras(lps)
+
+
+def expected_dicom_array(n=6) -> np.ndarray:
+    """The voxels [i, j, k] of `write_dicom_series(folder, n)` in HU."""
+    return np.stack([dicom_pixels(k).T.astype(np.float32) - 1024 for k in range(n)], axis=-1)

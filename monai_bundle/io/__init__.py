@@ -1,9 +1,61 @@
-"""Reading and writing images with exact geometry (NIfTI, NRRD, MetaImage, DICOM, radiographs), atomic files, figures, and the transforms that write results on an input's grid."""
+"""Images read and written with exact geometry (NIfTI, NRRD, MetaImage, DICOM, radiographs), atomic files, figures,
+and the transforms that write results on an input's grid.
 
-from .figures import LABEL_COLOURS, label_colour, to_ras, display_window, save_overlay_png, save_roc_png, save_confusion_matrix_png, save_heatmap_png
-from .files import sha256_of, write_text_atomic, write_bytes_atomic
-from .image_io import DEFAULT_MAX_BYTES, GZIP_LEVEL, NIFTI_GZIP_LEVEL, SLICE_SPACING_RTOL, REFERENCE_TOLERANCE_MM, PICTURE_SUFFIXES, LUMA_BT601, ImageReadError, Volume, lps_to_ras, ras_to_lps, image_suffix, find_images, find_radiographs, read_header, read_image, read_radiograph, write_image, write_displacement_field, MedImgReader, RadiographReader
-from .transforms import GRID_TOLERANCE_MM, INPUT_KINDS, source_path, case_name, output_path, SaveOnInputGridd, source_grid, check_same_grid
+Adding a file format: a module beside nifti.py (its header reader, data reader, writer or radiograph reader)
+and one `ImageFormat` entry in `registry.FORMATS`; read_image, write_image, find_images and the MONAI readers
+then know it. Errors are `ImageReadError` (errors.py); grids and LPS/RAS conversion are in geometry.py.
+"""
 
+from .dicom import SLICE_SPACING_RTOL
+from .errors import ImageReadError
+from .figures import (
+    LABEL_COLOURS,
+    display_window,
+    label_colour,
+    save_confusion_matrix_png,
+    save_heatmap_png,
+    save_overlay_png,
+    save_roc_png,
+    to_ras,
+)
+from .files import sha256_of, write_bytes_atomic, write_text_atomic
+from .geometry import GRID_TOLERANCE_MM, Volume, lps_to_ras, ras_to_lps
+from .itk import GZIP_LEVEL
+from .nifti import NIFTI_GZIP_LEVEL, write_displacement_field
+from .radiograph import LUMA_BT601, PICTURE_SUFFIXES
+from .readers import MedImgReader, RadiographReader
+from .registry import (
+    DEFAULT_MAX_BYTES,
+    find_images,
+    find_radiographs,
+    image_suffix,
+    read_header,
+    read_image,
+    read_radiograph,
+    write_image,
+)
+from .transforms import (
+    INPUT_KINDS,
+    SaveOnInputGridd,
+    case_name,
+    check_same_grid,
+    output_path,
+    source_grid,
+    source_path,
+)
 
-__all__ = ['LABEL_COLOURS', 'label_colour', 'to_ras', 'display_window', 'save_overlay_png', 'save_roc_png', 'save_confusion_matrix_png', 'save_heatmap_png', 'sha256_of', 'write_text_atomic', 'write_bytes_atomic', 'DEFAULT_MAX_BYTES', 'GZIP_LEVEL', 'NIFTI_GZIP_LEVEL', 'SLICE_SPACING_RTOL', 'REFERENCE_TOLERANCE_MM', 'PICTURE_SUFFIXES', 'LUMA_BT601', 'ImageReadError', 'Volume', 'lps_to_ras', 'ras_to_lps', 'image_suffix', 'find_images', 'find_radiographs', 'read_header', 'read_image', 'read_radiograph', 'write_image', 'write_displacement_field', 'MedImgReader', 'RadiographReader', 'GRID_TOLERANCE_MM', 'INPUT_KINDS', 'source_path', 'case_name', 'output_path', 'SaveOnInputGridd', 'source_grid', 'check_same_grid']
+__all__ = [
+    "SLICE_SPACING_RTOL",
+    "ImageReadError",
+    "LABEL_COLOURS", "label_colour", "to_ras", "display_window",
+    "save_overlay_png", "save_roc_png", "save_confusion_matrix_png", "save_heatmap_png",
+    "sha256_of", "write_text_atomic", "write_bytes_atomic",
+    "GRID_TOLERANCE_MM", "Volume", "lps_to_ras", "ras_to_lps",
+    "GZIP_LEVEL",
+    "NIFTI_GZIP_LEVEL", "write_displacement_field",
+    "PICTURE_SUFFIXES", "LUMA_BT601",
+    "MedImgReader", "RadiographReader",
+    "DEFAULT_MAX_BYTES", "image_suffix", "find_images", "find_radiographs",
+    "read_header", "read_image", "read_radiograph", "write_image",
+    "INPUT_KINDS", "source_path", "case_name", "output_path", "SaveOnInputGridd", "source_grid", "check_same_grid",
+]  # fmt: skip

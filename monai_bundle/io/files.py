@@ -1,9 +1,12 @@
-"""Small file helpers shared by every part of the bundle (no torch import)."""
+"""Small file helpers shared by every part of the bundle (no torch import): hashes and atomic writes."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -38,6 +41,36 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temp path named like `path` in a private folder beside it; then fsync and rename into place.
+
+    Writers may add sidecar files (an .mhd's .raw, an .nhdr's data file): they are moved first.
+    """
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    try:
+        yield tmp_dir / path.name
+        for file in sorted(tmp_dir.iterdir(), key=lambda f: f.name == path.name):
+            _fsync(file)
+            os.replace(file, path.parent / file.name)
+        _fsync(path.parent)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # folders cannot be opened on some platforms
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -10,18 +10,11 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monai_bundle.io.image_io import (
-    PICTURE_SUFFIXES,
-    image_suffix,
-    read_header,
-    read_radiograph,
-    write_image,
-)
+from monai_bundle.io.geometry import GRID_TOLERANCE_MM
+from monai_bundle.io.radiograph import PICTURE_SUFFIXES
+from monai_bundle.io.registry import image_suffix, read_header, read_radiograph, write_image
 
 logger = logging.getLogger(__name__)
-
-
-GRID_TOLERANCE_MM = 1e-3
 
 
 INPUT_KINDS = ("volume", "radiograph")
@@ -63,6 +56,16 @@ class SaveOnInputGridd(MapTransform):
     Writing is atomic: a temp file renamed into place. With `output_dir_key`, an item that carries
     that key is written to the folder it names instead of `output_dir` (batch runs mirror input folders).
     `input_kind="radiograph"` checks the grid the way radiographs are read (`read_radiograph`).
+
+    Args:
+        keys: keys of the channel-first predictions to write; each item gets `<key>_path`, the file written.
+        output_dir: folder of the written files.
+        output_postfix: the written file is `<case>_<output_postfix><ext>`.
+        output_ext: suffix of the written files; None: the source's (.mhd, .nhdr: .mha, .nrrd; DICOM: .nii.gz).
+        output_dtype: voxel type written (the array is cast to it).
+        output_dir_key: key of an item's own output folder, used instead of `output_dir` when present.
+        input_kind: one of `INPUT_KINDS`: how the source is read to check the grid ('volume' or 'radiograph').
+        allow_missing_keys: don't raise for keys missing from an item.
     """
 
     def __init__(

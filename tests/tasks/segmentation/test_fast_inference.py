@@ -23,7 +23,7 @@ from monai.transforms import (
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from monai_bundle.engines import weights as engines
+from monai_bundle import engines
 from monai_bundle.tasks.segmentation import (
     KeepLargestComponentPerLabeld,
     ProbabilitiesToInputLabelsd,

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from monai_bundle import engines
 from monai_bundle.data import datalists as datasets
-from monai_bundle.engines import weights as engines
 from monai_bundle.io import (
     SaveOnInputGridd,
     Volume,
     output_path,
     read_header,
+    sha256_of,
     write_image,
 )
 from monai_bundle.tasks.ct_segmentation import CT_CLASSES, CT_GROUPS, merge_classes
@@ -81,9 +82,9 @@ def test_image_datalist_accepts_a_file_or_a_folder(tmp_path):
 def test_precision_choice(monkeypatch):
     assert engines.autocast_dtype("fp32", "cpu") is None
     assert engines.autocast_dtype("bf16", "cpu") is torch.bfloat16
-    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(engines.precision, "cpu_flags", lambda: {"avx2"})
     assert engines.autocast_dtype("auto", "cpu") is None
-    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr(engines.precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert engines.autocast_dtype("auto", "cpu") is torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         engines.autocast_dtype("int8", "cpu")
@@ -143,7 +144,7 @@ def test_load_weights_checks_shipped_hashes(tmp_path):
     net = torch.nn.Linear(2, 2)
     path = tmp_path / "model.pt"
     torch.save(net.state_dict(), path)
-    engines.load_weights(torch.nn.Linear(2, 2), path, {"model.pt": engines.sha256_of(path)})
+    engines.load_weights(torch.nn.Linear(2, 2), path, {"model.pt": sha256_of(path)})
     engines.load_weights(torch.nn.Linear(2, 2), path, {})  # a user's own checkpoint: loads, hash logged
     with pytest.raises(engines.WeightsError, match="does not match"):
         engines.load_weights(torch.nn.Linear(2, 2), path, {"model.pt": "0" * 64})

@@ -1,4 +1,4 @@
-"""Tests for reading radiographs through monai_bundle.io: DICOM CR/DX/SC, PNG, JPEG, BMP, TIFF, 2D NIfTI/NRRD."""
+"""Tests for monai_bundle.io.radiograph: DICOM CR/DX/SC, PNG, JPEG, BMP, TIFF and 2D NIfTI/NRRD read as radiographs."""
 
 from __future__ import annotations
 
