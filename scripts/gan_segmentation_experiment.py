@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from train_demo_weights import PREPARE
-
+from monai_bundle.apps.demo_weights import PREPARE
 from monai_bundle.apps.experiments import run as bundle
 from monai_bundle.data import sample_data
 from monai_bundle.io import write_text_atomic

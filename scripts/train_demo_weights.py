@@ -12,33 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from monai_bundle import BUNDLE_ROOT
-from monai_bundle.apps import runner
+from monai_bundle.apps.demo_weights import (
+    PREPARE,
+    finish,
+    results_file,
+    shipped_weights,
+    write_results,
+)
+from monai_bundle.apps.experiments import run
 from monai_bundle.data import sample_data
-from monai_bundle.io import output_path, read_image, sha256_of
-from monai_bundle.tasks.ct_segmentation import prepare_ct_dataset
-from monai_bundle.tasks.mri_brain_segmentation import prepare_mri_dataset
+from monai_bundle.io import output_path, read_image
 
-PREPARE = {"ct_segmentation": prepare_ct_dataset, "mri_brain_segmentation": prepare_mri_dataset}
 TRAINING = {
     "ct_segmentation": {"max_epochs": 40, "val_interval": 5, "train#trainer#epoch_length": 20},
     "mri_brain_segmentation": {"max_epochs": 25, "val_interval": 5, "train#trainer#epoch_length": 20, "batch_size": 1},
 }
-
-
-def bundle(task: str, workflow: str, **overrides) -> None:
-    """Run a workflow as a child `python -m monai.bundle run` process; stop on failure."""
-    command = runner.bundle_command(task, workflow, **overrides)
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
 
 
 def brain_mask_dice(prediction: Path, mask: Path) -> float:
@@ -53,12 +47,13 @@ def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path) ->
     spec = json.loads((dataset / "dataset.json").read_text())
     results = {}
     if spec.get("test"):
-        bundle(task, "evaluate", dataset_dir=dataset, eval_split="test", output_dir=work / "eval", checkpoint=checkpoint)
+        run(task, "evaluate", stream=True, dataset_dir=dataset, eval_split="test", output_dir=work / "eval",
+            checkpoint=checkpoint)
         report = json.loads((work / "eval" / "report.json").read_text())
         results.update({"held_out_cases": [Path(c).name for c in report["cases"]], **report["metrics"]})
     for case in spec.get("test_brain_mask", []):
         image = dataset / case["image"]
-        bundle(task, "inference", dataset_dir=image, output_dir=work / "inference", checkpoint=checkpoint)
+        run(task, "inference", stream=True, dataset_dir=image, output_dir=work / "inference", checkpoint=checkpoint)
         predicted = output_path(str(image), str(work / "inference"), "seg", None)
         results.setdefault("held_out_brain_mask_dice", {})[image.name] = brain_mask_dice(predicted, dataset / case["brain_mask"])
     return results
@@ -66,51 +61,18 @@ def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path) ->
 
 def training_fit(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict:
     """Per-label Dice on the training volumes (a fit check, not a generalisation claim)."""
-    bundle(task, "evaluate", dataset_dir=dataset, eval_split="training", output_dir=work / "fit", checkpoint=checkpoint)
+    run(task, "evaluate", stream=True, dataset_dir=dataset, eval_split="training", output_dir=work / "fit",
+        checkpoint=checkpoint)
     return json.loads((work / "fit" / "report.json").read_text())["metrics"]["mean_dice"]["per_label"]
-
-
-def install(task: str, checkpoint: Path, results: dict, half: bool = False) -> Path:
-    """Copy the weights into the bundle, record their sha256 and the results in metadata.json and docs.
-
-    `half` stores floating tensors as float16 (half the size; loading casts them back to the
-    network's float32). A sidecar `<checkpoint>.json` (e.g. a decision threshold) is copied along.
-    """
-    target = BUNDLE_ROOT / runner.tasks()[task]["weights"]
-    if half:
-        import torch
-
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, target)
-    else:
-        shutil.copyfile(checkpoint, target)
-    if checkpoint.with_suffix(".json").is_file():
-        shutil.copyfile(checkpoint.with_suffix(".json"), target.with_suffix(".json"))
-    meta = json.loads(runner.METADATA.read_text())
-    meta["medimg"]["tasks"][task]["sha256"] = sha256_of(target)
-    runner.METADATA.write_text(json.dumps(meta, indent=4) + "\n")
-    results_file = BUNDLE_ROOT / "docs" / "results" / f"{task}.json"
-    results_file.parent.mkdir(parents=True, exist_ok=True)
-    results_file.write_text(json.dumps(results, indent=2) + "\n")
-    return target
-
-
-def finish(task: str, checkpoint: Path, results: dict, install_weights: bool, half: bool = False) -> int:
-    """Print a training run's results and, when asked, install its weights with them."""
-    print(json.dumps(results, indent=2))
-    if install_weights:
-        print("installed", install(task, checkpoint, results, half=half))
-    return 0
 
 
 def re_evaluate(task: str, dataset: Path, work: Path) -> int:
     """Score the shipped weights again (after a config change) and rewrite the evaluation part of the results."""
-    checkpoint = BUNDLE_ROOT / runner.tasks()[task]["weights"]
-    results_file = BUNDLE_ROOT / "docs" / "results" / f"{task}.json"
-    results = json.loads(results_file.read_text())
+    checkpoint = shipped_weights(task)
+    results = json.loads(results_file(task).read_text())
     results.update(training_fit_dice=training_fit(task, dataset, checkpoint, work),
                    **evaluate_held_out(task, dataset, checkpoint, work))
-    results_file.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(task, results)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -131,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return re_evaluate(args.task, dataset, work)
     settings = dict(TRAINING[args.task], **({"max_epochs": args.max_epochs} if args.max_epochs else {}))
     started = time.monotonic()
-    bundle(args.task, "train", dataset_dir=dataset, output_dir=work, **settings)
+    run(args.task, "train", stream=True, dataset_dir=dataset, output_dir=work, **settings)
     checkpoint = work / "models" / "model.pt"
     results = {
         "task": args.task,
@@ -141,10 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_fit_dice": training_fit(args.task, dataset, checkpoint, work),
         **evaluate_held_out(args.task, dataset, checkpoint, work),
     }
-    print(json.dumps(results, indent=2))
-    if args.install:
-        print("installed", install(args.task, checkpoint, results))
-    return 0
+    return finish(args.task, checkpoint, results, args.install)
 
 
 if __name__ == "__main__":

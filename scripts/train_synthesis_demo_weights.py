@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from train_demo_weights import bundle, finish
 
+from monai_bundle.apps.demo_weights import finish
+from monai_bundle.apps.experiments import run
 from monai_bundle.data import sample_data
 from monai_bundle.data.drr import make_xray_dataset
 from monai_bundle.tasks.xray_synthesis import ConditionalGenerator
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     checkpoint = args.checkpoint
     if checkpoint is None:
-        bundle(TASK, "train", dataset_dir=args.dataset_dir, output_dir=args.work_dir, max_epochs=args.max_epochs)
+        run(TASK, "train", stream=True, dataset_dir=args.dataset_dir, output_dir=args.work_dir,
+            max_epochs=args.max_epochs)
         checkpoint = args.work_dir / "models" / "model.pt"
     minutes = round((time.monotonic() - started) / 60, 1)
     torch.manual_seed(0)
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.save(ConditionalGenerator().state_dict(), untrained)
     reports = {}
     for name, weights in (("trained", checkpoint), ("untrained", untrained)):
-        bundle(TASK, "evaluate", dataset_dir=args.dataset_dir, output_dir=args.work_dir / f"eval_{name}", checkpoint=weights)
+        run(TASK, "evaluate", stream=True, dataset_dir=args.dataset_dir, output_dir=args.work_dir / f"eval_{name}",
+            checkpoint=weights)
         reports[name] = json.loads((args.work_dir / f"eval_{name}" / "report.json").read_text())
     results = {"task": TASK, "data": f"synthetic X-ray set {args.dataset_dir} (medimg-make-xray-set defaults)",
                "training": {"max_epochs": args.max_epochs, "config": "gan_synthesis_train.json defaults"},

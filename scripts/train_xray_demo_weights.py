@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from train_demo_weights import bundle, finish
-
+from monai_bundle.apps.demo_weights import finish
+from monai_bundle.apps.experiments import run
 from monai_bundle.data import sample_data
 from monai_bundle.data.drr import make_xray_dataset
 
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     checkpoint = args.checkpoint
     if checkpoint is None:
-        bundle(TASK, "train", dataset_dir=args.dataset_dir, output_dir=work, **TRAINING)
+        run(TASK, "train", stream=True, dataset_dir=args.dataset_dir, output_dir=work, **TRAINING)
         checkpoint = work / "models" / "model.pt"
     minutes = round((time.monotonic() - started) / 60, 1)
-    bundle(TASK, "evaluate", dataset_dir=args.dataset_dir, checkpoint=checkpoint, output_dir=work / "test")
+    run(TASK, "evaluate", stream=True, dataset_dir=args.dataset_dir, checkpoint=checkpoint, output_dir=work / "test")
     report = json.loads((work / "test" / "report.json").read_text())
     results = {
         "task": TASK,

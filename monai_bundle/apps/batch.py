@@ -87,13 +87,14 @@ SUMMARISERS: dict[str, Callable[[dict, list[str]], dict[str, Any]]] = {"segmenta
 
 
 def task_kind(task: str) -> str:
-    """'segmentation', 'classification', ...: metadata's "kind" of the task, else its name's last word."""
-    return runner.tasks()[task].get("kind") or task.rsplit("_", 1)[-1]
+    """'segmentation', 'classification', ...: the "kind" the task declares in metadata (the schema requires one)."""
+    return runner.tasks()[task]["kind"]
 
 
 def batch_tasks() -> list[str]:
-    """The tasks this tool can run: those whose kind has a result summariser."""
-    return sorted(task for task in runner.tasks() if task_kind(task) in SUMMARISERS)
+    """The tasks this tool can run: those with an inference workflow whose kind has a result summariser."""
+    return sorted(task for task, block in runner.tasks().items()
+                  if task_kind(task) in SUMMARISERS and "inference" in block["configs"])
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ def _grid_notes(affine: np.ndarray) -> list[str]:
 
 
 class _ThreadNotes(logging.Handler):
-    """Collects the warnings image_io logs while one thread reads one input (e.g. 'other series ignored')."""
+    """Collects the warnings monai_bundle.io logs while one thread reads one input (e.g. 'other series ignored')."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -241,7 +242,7 @@ class Pipeline:
     """A task's inference workflow as its bundle configs declare it: network, weights, pre/post-processing.
 
     Two overrides are applied, as one would on the command line: the image reader is told the
-    network's spatial rank (so a 2D or 4D input gets image_io's one-line refusal), and the saver
+    network's spatial rank (so a 2D or 4D input gets monai_bundle.io's one-line refusal), and the saver
     takes each input's output folder from the data key OUTPUT_DIR_KEY (to mirror input folders).
     """
 
@@ -253,7 +254,7 @@ class Pipeline:
         parser = ConfigParser()
         parser.read_config(runner.config_files(task, "inference"))
         parser.read_meta(str(runner.METADATA))
-        parser.update(overrides)
+        parser.update({**runner.root_overrides(), **overrides})
         loader = _find_transform(parser, "preprocessing", "LoadImaged")
         spatial_dims = parser.get("network_def#spatial_dims")
         if loader and "MedImgReader" in str(parser.get(f"{loader}#reader")) and spatial_dims:
@@ -377,12 +378,12 @@ class BatchRun:
 
     @contextlib.contextmanager
     def _collecting_notes(self):
-        image_io_logger = logging.getLogger("monai_bundle.io")
-        image_io_logger.addHandler(self._notes)
+        io_logger = logging.getLogger("monai_bundle.io")
+        io_logger.addHandler(self._notes)
         try:
             yield
         finally:
-            image_io_logger.removeHandler(self._notes)
+            io_logger.removeHandler(self._notes)
 
     # one input, on a reader thread
 
@@ -625,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["merge-reports"]:
             return _merge_main(argv[1:])
         return _batch_main(argv)
-    except UsageError as error:
+    except (UsageError, runner.MetadataError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
-"""Helpers for experiment scripts that chain bundle workflows (transfer learning, GAN augmentation).
+"""Helpers for scripts that chain bundle workflows (experiments, demo-weight training).
 
-Every step is a real `python -m monai.bundle run` child process of the bundle's own configs.
+Every step is a real `python -m monai.bundle run` child process of the bundle's own configs (`run`).
 """
 from __future__ import annotations
 
@@ -14,13 +14,22 @@ from monai_bundle.apps import runner
 from monai_bundle.io import write_text_atomic
 
 
-def run(task: str, workflow: str, **overrides) -> None:
-    """One bundle workflow in a child process; exit with its error output on failure."""
+def run(task: str, workflow: str, *, stream: bool = False, **overrides) -> None:
+    """One bundle workflow as a child `python -m monai.bundle run` process; exit with its error output on failure.
+
+    Args:
+        task: a task of the bundle's metadata.
+        workflow: one of the task's workflows (train, evaluate, inference, ...).
+        stream: let the child write to this terminal as it runs (long training shows its progress);
+            by default its output is kept and only its end is shown, on failure.
+        overrides: config keys and values, as `--key value` on the command line.
+    """
     command = runner.bundle_command(task, workflow, **overrides)
     print("$", " ".join(map(str, command[1:])), flush=True)
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=not stream, text=True)
     if result.returncode:
-        sys.exit(f"{task} {workflow} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+        error = "" if stream else f":\n{result.stderr[-3000:]}"
+        sys.exit(f"{task} {workflow} failed (exit {result.returncode}){error}")
 
 
 def train(task: str, out: Path, workflow: str = "train", **overrides) -> Path:

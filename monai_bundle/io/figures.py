@@ -8,18 +8,8 @@ from pathlib import Path
 import numpy as np
 from nibabel.orientations import apply_orientation, io_orientation
 
-from monai_bundle.io.image_io import read_image
-
-LABEL_COLOURS = [
-    (0.90, 0.10, 0.10), (0.10, 0.60, 0.95), (0.95, 0.75, 0.10), (0.20, 0.75, 0.25), (0.65, 0.30, 0.85),
-    (0.95, 0.50, 0.15), (0.10, 0.80, 0.80), (0.95, 0.40, 0.70), (0.85, 0.85, 0.85), (0.55, 0.35, 0.20),
-]
-"""Colour of label k is LABEL_COLOURS[(k - 1) % 10]: stable across runs and tools."""
-
-
-def label_colour(label: int) -> tuple[float, float, float]:
-    """The overlay colour of a (non-zero) label value."""
-    return LABEL_COLOURS[(int(label) - 1) % len(LABEL_COLOURS)]
+from monai_bundle.io.registry import read_image
+from monai_bundle.palette import LABEL_COLOURS, label_colour  # noqa: F401 - LABEL_COLOURS: re-exported by io
 
 
 def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +44,8 @@ def save_overlay_png(
     image, spacing = to_ras(np.asarray(image_vol.array, np.float32), image_vol.affine)
     labels, _ = to_ras(np.asarray(label_vol.array).astype(np.int64), label_vol.affine)
     low, high = display_window(image, modality)
-    colours = ListedColormap([(0, 0, 0, 0)] + [(*label_colour(k), 0.45) for k in range(1, len(class_names))])
+    overlay = [(*label_colour(k, class_names[k]), 0.45) for k in range(1, len(class_names))]
+    colours = ListedColormap([(0, 0, 0, 0)] + overlay)
 
     k_range = np.nonzero(labels.any(axis=(0, 1)))[0]
     j_range = np.nonzero(labels.any(axis=(0, 2)))[0]
@@ -71,7 +62,7 @@ def save_overlay_png(
         axis.set_title(f"{plane} {index}", color="white", fontsize=9)
         axis.axis("off")
     present = sorted(int(v) for v in np.unique(labels) if v > 0 and v < len(class_names))
-    handles = [Patch(color=label_colour(k), label=class_names[k]) for k in present]
+    handles = [Patch(color=label_colour(k, class_names[k]), label=class_names[k]) for k in present]
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8) or 1, frameon=False, labelcolor="white")
     figure.suptitle(title, color="white")
     figure.tight_layout(rect=(0, 0.08, 1, 0.95))

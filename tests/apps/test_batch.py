@@ -29,10 +29,11 @@ from helpers import write_dicom_slice as _write_slice
 
 from monai_bundle.apps import batch
 from monai_bundle.io import (
+    ImageReadError,
     check_same_grid,
-    image_io,
     read_header,
     read_image,
+    registry,
     write_image,
 )
 
@@ -173,7 +174,7 @@ def test_bad_inputs_get_one_line_each_and_good_ones_valid_outputs(phantom_datase
             return real_replace(src, dst, *args, **kwargs)
         return replace
 
-    monkeypatch.setattr(image_io, "open", open_as_non_root, raising=False)
+    monkeypatch.setattr(registry, "open", open_as_non_root, raising=False)
     monkeypatch.setattr(os, "replace", disk_full_in(out / "full"))
     before = _snapshot(inputs)
 
@@ -213,7 +214,7 @@ def test_failure_reasons_are_one_line_and_name_the_file():
     except RuntimeError as wrapped:
         assert batch.failure_reason("/in/x.nii", wrapped) == "/in/x.nii: ValueError: first line"
     wrapped = RuntimeError("applying transform <LoadImaged>")
-    wrapped.__cause__ = image_io.ImageReadError("/in/y.nii", "truncated")
+    wrapped.__cause__ = ImageReadError("/in/y.nii", "truncated")
     assert batch.failure_reason("/in/y.nii", wrapped) == "/in/y.nii: truncated"
 
 

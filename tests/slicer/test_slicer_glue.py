@@ -122,7 +122,8 @@ def test_every_slicer_api_the_module_calls_is_listed_and_checked():
 
 def test_the_library_imports_without_slicer():
     code = ("import sys; sys.path.insert(0, %r); import MedImgAnalysisLib.analysis, MedImgAnalysisLib.dependencies; "
-            "assert not {'slicer', 'qt', 'vtk', 'ctk'} & set(sys.modules), 'Slicer module imported'") % str(MODULE_DIR)
+            "assert not {'slicer', 'qt', 'vtk', 'ctk'} & set(sys.modules), 'Slicer module imported'; "
+            "assert not {'monai_bundle', 'torch', 'numpy'} & set(sys.modules), 'bundle or torch imported'") % str(MODULE_DIR)
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

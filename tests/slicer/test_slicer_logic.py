@@ -34,6 +34,23 @@ def test_suggested_task_follows_the_image():
     assert {t.kind for t in TASKS.values()} == {"segmentation", "classification", "image"}
 
 
+def test_the_module_offers_one_input_tasks_by_their_declared_kind(tmp_path):
+    assert set(TASKS) == {"ct_segmentation", "mri_brain_segmentation", "xray_classification", "ct_denoising"}
+    one, inference = {"image": {"ndim": 3}}, {"inference": ["x.json"]}
+    declared = {
+        "scan_segmentation": {"kind": "classification", "inputs": one, "configs": inference},  # the kind, not the name
+        "maker_classification": {"kind": "synthesis", "inputs": one, "configs": inference},  # shown as volumes
+        "pair": {"kind": "segmentation", "inputs": {**one, "fixed": {"ndim": 3}}, "configs": inference},
+        "nothing_in": {"kind": "image", "inputs": {}, "configs": inference},
+        "no_inference": {"kind": "segmentation", "inputs": one, "configs": {"train": ["t.json"]}},
+        "undeclared_segmentation": {"inputs": one, "configs": inference},
+    }
+    path = tmp_path / "metadata.json"
+    path.write_text(json.dumps({"medimg": {"tasks": declared}}))
+    offered = {name: task.kind for name, task in tasks.builtin_tasks(path).items()}
+    assert offered == {"scan_segmentation": "classification", "maker_classification": "image"}
+
+
 def test_another_bundle_needs_an_image_in_and_a_label_map_out(tmp_path):
     configs = tmp_path / "zoo" / "configs"
     configs.mkdir(parents=True)

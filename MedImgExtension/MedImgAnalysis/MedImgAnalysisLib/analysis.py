@@ -95,8 +95,8 @@ class AnalysisRun:
             self._fail(self.error or f"the analysis process exited with code {returncode}: {tail}")
             return
         try:
-            self.results = collect(self.task, final.data.get("outputs", []))
-        except ValueError as error:
+            self.results = collect(self.task, final.data.get("outputs", []), self.bundle_package_parent)
+        except (ValueError, ImportError) as error:
             self._fail(str(error))
             return
         self.seconds = time.monotonic() - self.started

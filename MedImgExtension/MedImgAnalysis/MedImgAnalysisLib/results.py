@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import csv
-import hashlib
+import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from MedImgAnalysisLib.tasks import Task
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
 
-# distinct, colour-blind-friendly colours (Okabe-Ito, then Tableau) indexed by label value: a label keeps its colour
-PALETTE = [
-    (0.90, 0.62, 0.00), (0.34, 0.71, 0.91), (0.00, 0.62, 0.45), (0.94, 0.89, 0.26), (0.00, 0.45, 0.70),
-    (0.84, 0.37, 0.00), (0.80, 0.47, 0.65), (0.60, 0.60, 0.60), (0.12, 0.47, 0.71), (1.00, 0.50, 0.05),
-    (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76),
-]
+PALETTE_MODULE = "monai_bundle.palette"
 
 
-def label_colour(label: int, name: str = "") -> tuple[float, float, float]:
-    """A stable RGB colour (0-1) for a label value: the palette, then a colour hashed from the name."""
-    if 0 < label <= len(PALETTE):
-        return PALETTE[label - 1]
-    digest = hashlib.sha256(f"{label}:{name}".encode()).digest()
-    return tuple(0.25 + 0.7 * byte / 255 for byte in digest[:3])  # type: ignore[return-value]
+def bundle_palette(package_parent: Path | None = None) -> ModuleType:
+    """The bundle's one label palette (the PNG overlays use it too), loaded only once there are results.
+
+    So the library imports without monai_bundle. Results exist only where the bundle ran; a source
+    checkout runs it with the package on the child's PYTHONPATH only: then the palette's file is
+    loaded from `package_parent`, the folder holding monai_bundle/ (it needs the standard library only).
+    """
+    try:
+        return importlib.import_module(PALETTE_MODULE)
+    except ImportError:
+        if package_parent is None:
+            raise
+    path = Path(package_parent) / "monai_bundle" / "palette.py"
+    spec = importlib.util.spec_from_file_location("medimg_bundle_palette", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ImportError(f"cannot load the label palette: {PALETTE_MODULE} is not importable and {path} is missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def label_colour(label: int, name: str = "", package_parent: Path | None = None) -> tuple[float, float, float]:
+    """The bundle's RGB colour (0-1) of a label value (`bundle_palette`)."""
+    return bundle_palette(package_parent).label_colour(label, name)
 
 
 @dataclass
@@ -51,8 +66,11 @@ def is_volume(path: Path) -> bool:
     return path.name.lower().endswith(VOLUME_SUFFIXES)
 
 
-def collect(task: Task, outputs: list[str]) -> Results:
-    """Sort a task's output files: a label map and its segments, a prediction table, heat maps, pictures."""
+def collect(task: Task, outputs: list[str], package_parent: Path | None = None) -> Results:
+    """Sort a task's output files: a label map and its segments, a prediction table, heat maps, pictures.
+
+    `package_parent`: where the child found monai_bundle when it is not importable here (`bundle_palette`).
+    """
     paths = [Path(p) for p in outputs]
     results = Results(task.kind)
     results.pictures = [p for p in paths if p.suffix.lower() == ".png"]
@@ -61,7 +79,9 @@ def collect(task: Task, outputs: list[str]) -> Results:
         if len(volumes) != 1:
             raise ValueError(f"expected one label map from {task.name}, got {len(volumes)}: {', '.join(map(str, paths))}")
         results.label_map = volumes[0]
-        results.segments = [Segment(label, name, label_colour(label, name)) for label, name in sorted(task.labels.items())]
+        palette = bundle_palette(package_parent)
+        results.segments = [Segment(label, name, palette.label_colour(label, name))
+                            for label, name in sorted(task.labels.items())]
         results.summary = f"{len(results.segments)} labels"
     elif task.kind == "classification":
         table = next((p for p in paths if p.name == "predictions.csv"), None)

@@ -25,22 +25,27 @@ class Task:
         return self.name.replace("_", " ") if self.bundle is None else f"{self.name} (bundle at {self.bundle})"
 
 
-def _kind(name: str, block: dict) -> str:
-    kind = block.get("kind") or name.rsplit("_", 1)[-1]
-    return kind if kind in ("segmentation", "classification") else "image"
+SHOWN_KINDS = ("segmentation", "classification")
+"""Declared kinds whose results the module shows as such; any other one-input task's outputs are shown as volumes."""
+
+
+def _kind(block: dict) -> str:
+    """The module's Task.kind for a task's declared metadata "kind"."""
+    return block["kind"] if block["kind"] in SHOWN_KINDS else "image"
 
 
 def builtin_tasks(metadata_path: Path) -> dict[str, Task]:
-    """The tasks listed in the MedImg bundle's metadata.json ('medimg' block) that have an inference workflow.
+    """The tasks of the MedImg bundle's metadata.json ('medimg' block) that the module can run on one volume.
 
-    Registration tasks (two input images) are left out: the module runs a task on one volume.
+    A task is offered when it declares its kind, exactly one input ("inputs") and an inference workflow:
+    registration (two inputs) and synthesis (none) are left out.
     """
     meta = json.loads(Path(metadata_path).read_text())
     tasks = {}
     for name, block in meta.get("medimg", {}).get("tasks", {}).items():
-        if "inference" in block.get("configs", {}) and block.get("kind") != "registration":
+        if "kind" in block and len(block.get("inputs", {})) == 1 and "inference" in block.get("configs", {}):
             labels = {int(k): v for k, v in block.get("labels", {}).items()}
-            tasks[name] = Task(name, _kind(name, block), block.get("description", ""), block.get("modality", ""), labels)
+            tasks[name] = Task(name, _kind(block), block.get("description", ""), block.get("modality", ""), labels)
     return tasks
 
 
