@@ -31,7 +31,15 @@ def segmentation_datalist(
     The folder holds either an MSD-style `dataset.json` (its "training" list; a "validation" list when
     present, else a seeded `val_fraction` of "training"; "test" entries with labels for `split="test"`),
     or `imagesTr/` + `labelsTr/` (or `images/` + `labels/`) whose files pair up by name.
-    `split` is "training", "validation", "test" or "all".
+
+    Args:
+        dataset_dir: the dataset folder.
+        split: "training", "validation", "test" or "all".
+        val_fraction: share of the cases held out for validation when no validation list is given.
+        seed: seed of that split (the same seed gives the same split).
+
+    Raises:
+        DatasetError: the folder is missing, unreadable or laid out otherwise, or `split` is unknown.
     """
     root = _existing_dir(dataset_dir)
     if (root / "dataset.json").is_file():
@@ -65,6 +73,13 @@ def image_datalist(dataset_dir: str | os.PathLike, ndim: int | None = None) -> I
     Each header is checked first: an unreadable input is logged in one line and left out, so the
     rest still run; `fail_if_skipped` then ends the run with a non-zero exit. With `ndim`, images
     of another dimensionality are left out the same way.
+
+    Args:
+        dataset_dir: a folder searched recursively, or one image file.
+        ndim: the dimensionality wanted (None: any).
+
+    Raises:
+        DatasetError: the folder is missing or holds no image.
     """
     path = Path(dataset_dir)
     images = [str(path)] if path.is_file() else find_images(_existing_dir(path))
@@ -80,7 +95,16 @@ def image_datalist(dataset_dir: str | os.PathLike, ndim: int | None = None) -> I
 
 
 def radiograph_datalist(dataset_dir: str | os.PathLike) -> ImageList:
-    """Every radiograph below a folder (DICOM, PNG, JPEG, 2D NIfTI/NRRD), or one file; unreadable ones left out as in `image_datalist`."""
+    """Every radiograph below a folder (DICOM, PNG, JPEG, 2D NIfTI/NRRD), or one file.
+
+    Unreadable ones are logged and left out as in `image_datalist`.
+
+    Args:
+        dataset_dir: a folder searched recursively, or one radiograph file.
+
+    Raises:
+        DatasetError: the folder is missing or holds no radiograph.
+    """
     from monai_bundle.io import find_radiographs, read_radiograph
 
     path = Path(dataset_dir)
@@ -104,7 +128,14 @@ def _readable(images: list[str], check) -> ImageList:
 
 
 def fail_if_skipped(datalist: ImageList) -> None:
-    """End the run with exit code 1 and one line per input that could not be read."""
+    """End the run with exit code 1 and one line per input that could not be read.
+
+    Args:
+        datalist: what `image_datalist` or `radiograph_datalist` returned.
+
+    Raises:
+        SystemExit: some inputs were left out.
+    """
     if getattr(datalist, "skipped", None):
         raise SystemExit(f"{len(datalist.skipped)} input(s) could not be read:\n" + "\n".join(datalist.skipped))
 
@@ -209,8 +240,23 @@ def class_folder_datalist(
     found by `group_pattern` in file names, e.g. 'person123'; an empty pattern makes each image
     its own group). `label_fraction` < 1 keeps a seeded stratified fraction of the training split
     ('labelled') or its complement ('rest') to simulate scarce labels. `synthetic_dir`: a folder of
-    generated images in `<CLASS>/` folders (e.g. `gan_synthesis_inference.json` output) added to
-    the training split only, never to validation or test. `split`: training, validation or test.
+    generated images in `<CLASS>/` folders (e.g. the xray_synthesis inference output) added to
+    the training split only, never to validation or test.
+
+    Args:
+        dataset_dir: the dataset folder.
+        split: "training", "validation" or "test".
+        class_names: class names, negative first; folder names match them case-insensitively.
+        val_fraction: share of train/ split off for validation when val/ is too small.
+        seed: seed of that split.
+        group_pattern: regular expression that finds a patient in a file name ('' : none).
+        label_fraction: share of the training split kept as labelled (1: all).
+        label_subset: "labelled" (that share) or "rest" (the complement).
+        label_seed: seed of the labelled share.
+        synthetic_dir: folder of generated images added to training ('' : none).
+
+    Raises:
+        DatasetError: a folder is missing, a class has no images, or `split` is unknown.
     """
     root = _existing_dir(dataset_dir)
     if split == "test":

@@ -1,12 +1,34 @@
-"""What runs a task, whatever the task: device and precision, inferers, training handlers and GAN trainers, metrics in mm, weight loading and transfer."""
+"""What runs a task, whatever the task.
 
-from .gan import GAN_KEYS, lsgan_loss, Pix2PixTrainer, SegmentationGANTrainer
+Modules: `precision` (device and bf16 autocast choice), `inferers` (autocast and flip-ensemble
+wrappers), `handlers` (training handlers), `gan` (GAN trainers), `metrics` (metrics in mm),
+`weights` (checked weight loading), `transfer` (loading what fits of another model's weights).
+"""
+
+from .gan import GAN_KEYS, Pix2PixTrainer, SegmentationGANTrainer, lsgan_loss
 from .handlers import SkipNonFiniteSteps
 from .inferers import AutocastInferer, FlipEnsembleInferer
 from .metrics import HausdorffDistanceMM
-from .precision import CPU_BF16_FLAGS, default_device, cpu_flags, cpu_name, bf16_is_fast, autocast_dtype, autocast_context
-from .transfer import read_state_dict, load_matching_weights, freeze_layers
-from .weights import shipped_weights_sha256, WeightsError, check_weights_file, load_weights
+from .precision import (
+    CPU_BF16_FLAGS,
+    autocast_context,
+    autocast_dtype,
+    bf16_is_fast,
+    cpu_flags,
+    cpu_name,
+    default_device,
+)
+from .transfer import freeze_layers, load_matching_weights, read_state_dict
+from .weights import (
+    WeightsError,
+    check_weights_file,
+    load_weights,
+    shipped_weights_sha256,
+)
 
-
-__all__ = ['GAN_KEYS', 'lsgan_loss', 'Pix2PixTrainer', 'SegmentationGANTrainer', 'SkipNonFiniteSteps', 'AutocastInferer', 'FlipEnsembleInferer', 'HausdorffDistanceMM', 'CPU_BF16_FLAGS', 'default_device', 'cpu_flags', 'cpu_name', 'bf16_is_fast', 'autocast_dtype', 'autocast_context', 'read_state_dict', 'load_matching_weights', 'freeze_layers', 'shipped_weights_sha256', 'WeightsError', 'check_weights_file', 'load_weights']
+__all__ = [
+    'GAN_KEYS', 'lsgan_loss', 'Pix2PixTrainer', 'SegmentationGANTrainer', 'SkipNonFiniteSteps', 'AutocastInferer',
+    'FlipEnsembleInferer', 'HausdorffDistanceMM', 'CPU_BF16_FLAGS', 'default_device', 'cpu_flags', 'cpu_name',
+    'bf16_is_fast', 'autocast_dtype', 'autocast_context', 'read_state_dict', 'load_matching_weights',
+    'freeze_layers', 'shipped_weights_sha256', 'WeightsError', 'check_weights_file', 'load_weights'
+]

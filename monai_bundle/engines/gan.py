@@ -13,7 +13,7 @@ loss. With `adversarial_weight` 0 nothing is hooked: exactly the plain `Supervis
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -41,16 +41,34 @@ class Pix2PixTrainer(Trainer):
     Batches are dicts with "image" (input, e.g. low-dose) and "label" (target, e.g. normal dose).
     `precision` autocasts both networks' forward passes ('auto': bf16 where the CPU or GPU runs it fast).
     The engine's output holds the losses as floats, "image", "label" and "pred" (the generated image).
+
+    Args:
+        device: the device both networks run on.
+        max_epochs: epochs to train.
+        train_data_loader: loader of the (input, target) batches.
+        g_network: the generator (input -> target).
+        d_network: the discriminator; it sees (input, target or generated) stacked as channels.
+        g_optimizer: optimiser of the generator.
+        d_optimizer: optimiser of the discriminator.
+        recon_weight: weight of the L1 reconstruction loss in the generator's loss.
+        adversarial_weight: weight of the adversarial loss in the generator's loss (0: no GAN).
+        label_smoothing: target of real pairs for the discriminator (below 1: one-sided smoothing).
+        precision: 'auto', 'bf16', 'fp16' or 'fp32' (see above).
+        epoch_length: iterations per epoch (None: the loader's length).
+        train_handlers: MONAI/ignite handlers to attach.
+        prepare_batch: batch -> (input, target) on the device, as MONAI's `prepare_batch`.
+        kwargs: further arguments of MONAI's `Trainer`.
     """
 
-    def __init__(self, device: torch.device | str, max_epochs: int, train_data_loader, g_network: nn.Module,
-                 d_network: nn.Module, g_optimizer: torch.optim.Optimizer, d_optimizer: torch.optim.Optimizer,
-                 recon_weight: float = 100.0, adversarial_weight: float = 1.0, label_smoothing: float = 0.9,
-                 precision: str = "auto",
-                 epoch_length: int | None = None, train_handlers=None, prepare_batch: Callable = default_prepare_batch,
-                 **kwargs: Any):
-        super().__init__(device=device, max_epochs=max_epochs, data_loader=train_data_loader, epoch_length=epoch_length,
-                         prepare_batch=prepare_batch, handlers=train_handlers, decollate=False, **kwargs)
+    def __init__(self, device: torch.device | str, max_epochs: int, train_data_loader: Iterable,
+                 g_network: nn.Module, d_network: nn.Module, g_optimizer: torch.optim.Optimizer,
+                 d_optimizer: torch.optim.Optimizer, recon_weight: float = 100.0, adversarial_weight: float = 1.0,
+                 label_smoothing: float = 0.9, precision: str = "auto", epoch_length: int | None = None,
+                 train_handlers: Sequence | None = None, prepare_batch: Callable = default_prepare_batch,
+                 **kwargs: Any) -> None:
+        super().__init__(device=device, max_epochs=max_epochs, data_loader=train_data_loader,
+                         epoch_length=epoch_length, prepare_batch=prepare_batch, handlers=train_handlers,
+                         decollate=False, **kwargs)
         self.g_network, self.d_network = g_network, d_network
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.recon_weight, self.adversarial_weight = float(recon_weight), float(adversarial_weight)
@@ -89,17 +107,26 @@ class Pix2PixTrainer(Trainer):
                 "d_loss": d_loss.item()}
 
 
-
 class SegmentationGANTrainer(SupervisedTrainer):
     """`SupervisedTrainer` + a conditional discriminator on (image, label map); LSGAN losses, soft real labels.
 
     `d_network` takes 1 + num_classes channels (image, then class maps); `precision` autocasts its
     forward passes as the segmentation inferer does. The engine's output gains "seg_loss",
     "adv_loss" and "d_loss" (floats) when the adversarial term is on; "loss" is the total.
+
+    Args:
+        args: positional arguments of MONAI's `SupervisedTrainer`.
+        d_network: the discriminator on (image, label maps).
+        d_optimizer: optimiser of the discriminator.
+        adversarial_weight: weight of the adversarial term in the segmentation loss (0: plain training).
+        label_smoothing: target of real pairs for the discriminator (below 1: one-sided smoothing).
+        precision: autocast of the discriminator: 'auto', 'bf16', 'fp16' or 'fp32'.
+        kwargs: keyword arguments of MONAI's `SupervisedTrainer` (device, max_epochs, train_data_loader, ...).
     """
 
     def __init__(self, *args: Any, d_network: nn.Module, d_optimizer: torch.optim.Optimizer,
-                 adversarial_weight: float = 0.1, label_smoothing: float = 0.9, precision: str = "auto", **kwargs: Any):
+                 adversarial_weight: float = 0.1, label_smoothing: float = 0.9, precision: str = "auto",
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.d_network, self.d_optimizer = d_network, d_optimizer
         self.adversarial_weight = float(adversarial_weight)

@@ -23,10 +23,16 @@ class AutocastInferer(Inferer):
     window's blending, losses and metrics see float32 (blending bf16 windows in a bf16 buffer is
     both slower on CPU and coarser). `channels_last` stores inputs and weights channels-last
     (`"auto"`: for fp32 on CPU, where oneDNN's fp32 convolutions were slightly faster that way here).
+
+    Args:
+        inferer: the MONAI inferer to wrap (simple, sliding window, slice...).
+        precision: 'auto' (bf16 where this device runs it fast), 'bf16', 'fp16' or 'fp32'.
+        device: the device the network runs on (None: `default_device()`).
+        channels_last: True, False or "auto" (see above).
     """
 
     def __init__(self, inferer: Inferer, precision: str = "auto", device: torch.device | str | None = None,
-                 channels_last: bool | str = "auto"):
+                 channels_last: bool | str = "auto") -> None:
         self.inferer = inferer
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = autocast_dtype(precision, self.device)
@@ -39,7 +45,8 @@ class AutocastInferer(Inferer):
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def forward(batch: torch.Tensor, *a: Any, **k: Any) -> Any:
             memory_format = _channels_last(batch.ndim) if self.channels_last else None
-            if memory_format is not None:  # by the rank the network sees (a slice inferer feeds it 2D slices of 3D input)
+            # by the rank the network sees (a slice inferer feeds it 2D slices of 3D input)
+            if memory_format is not None:
                 if isinstance(network, torch.nn.Module):
                     network.to(memory_format=memory_format)
                 batch = batch.contiguous(memory_format=memory_format)
@@ -58,9 +65,13 @@ class FlipEnsembleInferer(Inferer):
     flipped back, and the outputs averaged: the geometric self-ensemble of image restoration
     (Lim et al. 2017, EDSR+). For a network trained with flip augmentation it averages out part of
     its error at n-fold cost. No axes: the plain network. Outputs must be one tensor on the input grid.
+
+    Args:
+        inferer: the MONAI inferer to wrap.
+        spatial_axes: spatial axes (0 = first after the channel) whose flips are averaged.
     """
 
-    def __init__(self, inferer: Inferer, spatial_axes: Sequence[int] = (0, 1)):
+    def __init__(self, inferer: Inferer, spatial_axes: Sequence[int] = (0, 1)) -> None:
         self.inferer = inferer
         self.flips = [tuple(axis + 2 for axis in subset)  # + batch and channel dims
                       for size in range(len(spatial_axes) + 1) for subset in combinations(spatial_axes, size)]

@@ -11,7 +11,11 @@ logger = logging.getLogger(__name__)
 
 
 class HausdorffDistanceMM(HausdorffDistance):
-    """MONAI's HausdorffDistance handler, in millimetres: passes each label's voxel spacing to the metric."""
+    """MONAI's HausdorffDistance handler, in millimetres: passes each label's voxel spacing to the metric.
+
+    Voxel distances mean little when cases differ in spacing; the arguments are MONAI's
+    `HausdorffDistance` handler's (e.g. `include_background`, `percentile`, `output_transform`).
+    """
 
     def update(self, output) -> None:
         y_pred, y = output

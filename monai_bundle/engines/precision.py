@@ -64,7 +64,6 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     return choices[precision]
 
 
-
 def autocast_context(dtype: torch.dtype | None, device: torch.device | str):
     """`torch.autocast` to `dtype` on `device`'s type, or nothing for fp32 (dtype None)."""
     return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype)

@@ -66,6 +66,17 @@ def load_matching_weights(
     fit is left as initialised and listed. `freeze` names module prefixes (e.g. 'features') whose
     parameters stop training. Returns (and writes to `report_path`, JSON) what was loaded, adapted,
     skipped, missing and frozen. Shipped weights are checked against `known_sha256` first.
+
+    Args:
+        network: the network to start from the weights.
+        path: the weight file (a state_dict, possibly wrapped; see `read_state_dict`).
+        freeze: module prefixes whose parameters stop training (e.g. FEATURE_LAYERS of a task).
+        report_path: where the JSON report goes (None or empty: nowhere).
+        known_sha256: weight file names (as listed in the bundle metadata) -> their hashes.
+
+    Raises:
+        WeightsError: the file is missing, altered, or no tensor fits the network.
+        ValueError: a `freeze` prefix names no parameter.
     """
     path = Path(path)
     digest = check_weights_file(path, known_sha256)
@@ -93,8 +104,8 @@ def load_matching_weights(
         "loaded": len(loaded), "adapted": adapted, "skipped": skipped,
         "not_in_weights": missing, "frozen_parameters": frozen,
     }
-    logger.info("transfer from %s: %d tensors loaded, %d adapted, %d skipped, %d left as initialised, %d parameters frozen",
-                path, len(loaded), len(adapted), len(skipped), len(missing), len(frozen))
+    logger.info("transfer from %s: %d tensors loaded, %d adapted, %d skipped, %d left as initialised, "
+                "%d parameters frozen", path, len(loaded), len(adapted), len(skipped), len(missing), len(frozen))
     for line in skipped + [f"{name}: not in the weights" for name in missing]:
         logger.info("  not loaded: %s", line)
     if report_path:

@@ -15,9 +15,14 @@ logger = logging.getLogger(__name__)
 
 
 def shipped_weights_sha256(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """Weight file name -> sha256 for every task block of a bundle's metadata that lists both."""
+    """Weight file name -> sha256 for every task block of a bundle's metadata that lists both.
+
+    Args:
+        metadata: the bundle's metadata.json as a mapping (`@_meta_` in a config).
+    """
     tasks = metadata.get("medimg", {}).get("tasks", {})
-    return {Path(task["weights"]).name: task["sha256"] for task in tasks.values() if task.get("weights") and task.get("sha256")}
+    return {Path(task["weights"]).name: task["sha256"]
+            for task in tasks.values() if task.get("weights") and task.get("sha256")}
 
 
 class WeightsError(RuntimeError):
@@ -45,8 +50,17 @@ def load_weights(
 ) -> torch.nn.Module:
     """Load a plain state_dict into `network` after checking its sha256 when the file is a shipped one.
 
-    `known_sha256` maps weight file names (as listed in the bundle metadata) to their hashes; a file
-    with a listed name must match. Other files (your own checkpoints) load with their hash logged.
+    A file with a shipped name must match its listed hash; other files (your own checkpoints) load
+    with their hash logged. Returns `network`.
+
+    Args:
+        network: the network (or its DistributedDataParallel wrapper) to load into.
+        path: the weight file (a plain state_dict).
+        known_sha256: weight file names (as listed in the bundle metadata) -> their hashes.
+        strict: every tensor of the network must be in the file and fit (torch's `strict`).
+
+    Raises:
+        WeightsError: the file is missing, its hash does not match, or it does not fit the network.
     """
     path = Path(path)
     actual = check_weights_file(path, known_sha256)

@@ -22,6 +22,7 @@ from .files import sha256_of, write_bytes_atomic, write_text_atomic
 from .geometry import GRID_TOLERANCE_MM, Volume, lps_to_ras, ras_to_lps
 from .itk import GZIP_LEVEL
 from .nifti import NIFTI_GZIP_LEVEL, write_displacement_field
+from .png import png_bytes
 from .radiograph import LUMA_BT601, PICTURE_SUFFIXES
 from .readers import MedImgReader, RadiographReader
 from .registry import (
@@ -45,6 +46,7 @@ from .transforms import (
 )
 
 __all__ = [
+    "png_bytes",
     "SLICE_SPACING_RTOL",
     "ImageReadError",
     "LABEL_COLOURS", "label_colour", "to_ras", "display_window",

@@ -11,6 +11,9 @@ from PIL import Image
 from scipy import ndimage
 
 from monai_bundle.data import drr
+from monai_bundle.data.drr import grid as drr_grid
+from monai_bundle.data.drr import jobs as drr_jobs
+from monai_bundle.data.drr import lungs as drr_lungs
 from monai_bundle.data.phantoms import make_ct_phantom, phantom_affine
 
 CLEAN = drr.Display(size=64, lo=0.0, hi=4.0, k=0.0)  # linear display, no blur, noise or edge enhancement
@@ -111,7 +114,7 @@ def test_superior_is_up_and_patient_right_is_image_left(projection, distance):
 
 def test_lung_sides_follow_the_affine(phantom):
     view = centre_view(phantom)
-    for side, codes in drr._SIDES.items():
+    for side, codes in drr_lungs._SIDES.items():
         footprint = drr.project(np.isin(phantom.lungs, codes).astype(np.float32), phantom.affine, view, 64)
         col = ndimage.center_of_mass(footprint)[1]
         assert (col < 32) == (side == "right"), side
@@ -198,7 +201,7 @@ def test_opacity_is_painted_only_in_lung_and_raises_only_there(phantom):
 
 def test_denser_opacity_is_brighter(phantom):
     view = centre_view(phantom)
-    centre = tuple(float(v) for v in drr._to_world(phantom.affine, phantom.side_voxels["right"].mean(0)))
+    centre = tuple(float(v) for v in drr_grid._to_world(phantom.affine, phantom.side_voxels["right"].mean(0)))
     means = []
     for density in (-500.0, -200.0, 40.0):
         opacity = drr.Opacity(centre, (30.0, 30.0, 30.0), (0.0, 0.0, 0.0), density)
@@ -326,7 +329,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return b"png"
 
-    monkeypatch.setattr(drr, "png_bytes", fail_later)
+    monkeypatch.setattr(drr_jobs, "png_bytes", fail_later)
     with pytest.raises(KeyboardInterrupt):
         small_set(out, overwrite=True, seed=9)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # old set untouched

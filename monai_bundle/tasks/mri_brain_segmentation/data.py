@@ -46,9 +46,11 @@ def prepare_mri_dataset(out_dir: str | Path) -> Path:
     """
     out_dir = Path(out_dir)
     t1 = read_image(sample_data.fetch("icbm_t1"), ndim=3)
+    grey = read_image(sample_data.fetch("icbm_gm"), ndim=3)
+    white = read_image(sample_data.fetch("icbm_wm"), ndim=3)
     labels = brain_tissue_labels(
-        label_on_image_grid(t1, read_image(sample_data.fetch("icbm_gm"), ndim=3), "icbm grey matter").astype(np.float32),
-        label_on_image_grid(t1, read_image(sample_data.fetch("icbm_wm"), ndim=3), "icbm white matter").astype(np.float32),
+        label_on_image_grid(t1, grey, "icbm grey matter").astype(np.float32),
+        label_on_image_grid(t1, white, "icbm white matter").astype(np.float32),
     )
     train = write_case(out_dir, "icbm152_2009a", t1, labels)
 
@@ -76,6 +78,7 @@ def skull_stripped_mni6_2mm(out_dir: str | Path) -> Path:
     target = Path(out_dir) / "mni152_nlin6asym_2mm_brain.nii.gz"
     if not target.is_file():
         head = read_image(sample_data.fetch("mni6_t1_2mm"), ndim=3)
-        brain = label_on_image_grid(head, read_image(sample_data.fetch("mni6_brain_mask_2mm"), ndim=3), "mni6 2 mm mask") > 0
+        mask = read_image(sample_data.fetch("mni6_brain_mask_2mm"), ndim=3)
+        brain = label_on_image_grid(head, mask, "mni6 2 mm mask") > 0
         write_image(np.where(brain, np.asarray(head.array, np.float32), 0.0).astype(np.float32), head.affine, target)
     return target

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,15 @@ class SegmentationReport:
 
     Reads the per-image details that MONAI's metric handlers keep in `engine.state.metric_details`
     (one row per image, one column per foreground label) and the file names of the images.
+
+    Args:
+        output_dir: folder of `report.json`.
+        class_names: class names, background first.
+        include_background: whether the metric handlers score the background too.
     """
 
-    def __init__(self, output_dir: str, class_names: list[str], include_background: bool = False):
+    def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str],
+                 include_background: bool = False) -> None:
         self.output_dir = Path(output_dir)
         self.labels = list(class_names if include_background else class_names[1:])
         self.cases: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,9 +23,15 @@ class KeepLargestComponentPerLabeld(MapTransform):
     structures (lungs, kidneys, bones), whose second piece is real. Same result as MONAI's
     `KeepLargestConnectedComponent(applied_labels=labels, independent=True)` on the whole map, which
     it runs on each label's bounding box only (a full-resolution CT is mostly other labels).
+
+    Args:
+        keys: keys of channel-first label maps.
+        labels: the labels to reduce to their largest component (None or empty: none).
+        allow_missing_keys: do not fail when a key is missing.
     """
 
-    def __init__(self, keys: KeysCollection, labels: list[int] | None = None, allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection, labels: Sequence[int] | None = None,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.labels = [int(label) for label in labels or []]
 
@@ -96,7 +103,8 @@ def probabilities_to_labels(probabilities: np.ndarray, grid_affine: np.ndarray, 
         cells = [cell.astype(np.int64) for cell in cells]
         # cells outside the grid land on the background border
         slab = out[start : start + step]  # contiguous: the gathered view is copied in once
-        slab[...] = _gather(cell_labels, [np.clip(c + 1, 0, size - 1) for c, size in zip(cells, cell_labels.shape, strict=False)])
+        upper = [np.clip(c + 1, 0, size - 1) for c, size in zip(cells, cell_labels.shape, strict=False)]
+        slab[...] = _gather(cell_labels, upper)
         mixed = tuple(axis.numpy() for axis in torch.from_numpy(slab).eq(_MIXED).nonzero(as_tuple=True))
         if mixed[0].size:
             corners = [_at(cell, mixed, slab.shape) for cell in cells]
@@ -201,9 +209,14 @@ class ProbabilitiesToInputLabelsd(MapTransform):
     (orientation, spacing, crop) but interpolates only near label boundaries (see
     `probabilities_to_labels`). The input grid is read from the image's metadata
     (`original_affine`, `spatial_shape`), so it needs no record of the applied transforms.
+
+    Args:
+        keys: keys of the class probabilities (channel-first, on the network's grid).
+        image_key: key of the preprocessed image whose metadata holds the input grid.
+        allow_missing_keys: do not fail when a key is missing.
     """
 
-    def __init__(self, keys: KeysCollection, image_key: str = "image", allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection, image_key: str = "image", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.image_key = image_key
 

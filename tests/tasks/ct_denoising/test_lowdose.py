@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 
 from monai_bundle.io import read_header, read_image, write_image
-from monai_bundle.tasks.ct_denoising import lowdose
+from monai_bundle.tasks import ct_denoising as lowdose
 
 
 def _phantom(size: int = 96) -> np.ndarray:

@@ -1,0 +1,45 @@
+"""How a denoiser is scored: PSNR and SSIM (MONAI's metrics) in a HU window, and a noise level estimate.
+
+Both images are clipped to a HU window (default -1000..1000, data range 2000 HU) and scaled to
+[0, 1] before scoring against the original (normal-dose) image.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_WINDOW = (-1000.0, 1000.0)
+
+
+def window(hu: np.ndarray, hu_window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
+    """HU clipped to the window and scaled to [0, 1]."""
+    low, high = hu_window
+    return ((np.clip(np.asarray(hu, np.float32), low, high) - low) / (high - low)).astype(np.float32)
+
+
+def scores(image: np.ndarray, reference: np.ndarray,
+           hu_window: tuple[float, float] = DEFAULT_WINDOW) -> dict[str, float]:
+    """PSNR (dB) and SSIM of a 2D or 3D HU image against the reference, both windowed to [0, 1] (MONAI metrics).
+
+    A 3D image is scored slice by slice (SSIM's 2D 11x11 Gaussian window) and averaged.
+    """
+    import torch
+    from monai.metrics import PSNRMetric, SSIMMetric
+
+    a, b = window(image, hu_window), window(reference, hu_window)
+    if a.ndim == 2:
+        a, b = a[:, :, None], b[:, :, None]
+    # slices as a batch of 2D images: [k, 1, i, j]
+    to_batch = lambda x: torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 2, 0)[:, None]))  # noqa: E731
+    ta, tb = to_batch(a), to_batch(b)
+    psnr = PSNRMetric(max_val=1.0)(ta, tb).mean().item()
+    ssim = SSIMMetric(spatial_dims=2, data_range=1.0)(ta, tb).mean().item()
+    return {"psnr_db": psnr, "ssim": ssim}
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Gaussian noise level of a 2D image (Immerkaer 1996: the image's response to a Laplacian difference mask)."""
+    from scipy.signal import convolve2d
+
+    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
+    response = np.abs(convolve2d(np.asarray(image, np.float64), mask, mode="valid"))
+    return float(np.sqrt(np.pi / 2) * response.sum() / (6.0 * response.size))

@@ -1,0 +1,66 @@
+"""The denoiser's evaluation report: it against the low-dose input and every classical baseline."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from monai_bundle.tasks.ct_denoising.baselines import (
+    best_baselines,
+    classical_denoisers,
+    denoise_slices,
+)
+from monai_bundle.tasks.ct_denoising.metrics import DEFAULT_WINDOW, scores
+
+logger = logging.getLogger(__name__)
+
+
+class DenoiseReport:
+    """Evaluation handler: PSNR/SSIM of the denoised volumes, of the low-dose inputs and of the classical
+    denoisers (every setting of `classical_denoisers`) against the normal-dose volumes, in `report.json`;
+    the log shows each classical method at its best setting.
+
+    A learned denoiser is only worth its cost if it beats the classical ones on the same volumes, so
+    the report scores them side by side.
+
+    Args:
+        output_dir: folder of `report.json`.
+        hu_window: (low, high) HU window both images are clipped to before scoring.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, hu_window: Sequence[float] = DEFAULT_WINDOW) -> None:
+        self.output_dir, self.hu_window = Path(output_dir), tuple(float(v) for v in hu_window)
+        self.cases: list[dict] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _collect(self, engine) -> None:
+        as_list = lambda x: x if isinstance(x, list) else [x]  # noqa: E731 - decollated or not
+        for batch, output in zip(as_list(engine.state.batch), as_list(engine.state.output), strict=True):
+            denoised = np.asarray(output["pred"].detach().cpu())[0]
+            low = np.asarray(batch["original"].detach().cpu())[0]  # the input in HU, before windowing
+            normal = np.asarray(output["label"].detach().cpu())[0]
+            case = {"case": str(batch["original"].meta.get("filename_or_obj", "")),
+                    "denoiser": scores(denoised, normal, self.hu_window),
+                    "low_dose_input": scores(low, normal, self.hu_window)}
+            for name, denoise in classical_denoisers().items():
+                case[name] = scores(denoise_slices(denoise, low), normal, self.hu_window)
+            self.cases.append(case)
+
+    def _write(self, engine) -> None:
+        from monai_bundle.io import write_text_atomic
+
+        report = {"hu_window": list(self.hu_window), "cases": self.cases}
+        write_text_atomic(self.output_dir / "report.json", json.dumps(report, indent=2) + "\n")
+        for case in self.cases:
+            shown = ["denoiser", "low_dose_input", *best_baselines(case).values()]  # each method at its best setting
+            logger.info("%s: %s", Path(case["case"]).name, "; ".join(
+                f"{name} PSNR {case[name]['psnr_db']:.2f} SSIM {case[name]['ssim']:.3f}" for name in shown))
