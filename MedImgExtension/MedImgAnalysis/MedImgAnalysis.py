@@ -13,9 +13,6 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from MedImgAnalysisLib import dependencies, tasks
-from MedImgAnalysisLib.analysis import AnalysisRun
-from MedImgAnalysisLib.process import default_python
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -27,23 +24,29 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from MedImgAnalysisLib import dependencies, environment, results, tasks
+from MedImgAnalysisLib.analysis import AnalysisRun
+from MedImgAnalysisLib.process import PythonNotFoundError, python_slicer
+
+# qt-scripted-modules/ when installed, MedImgExtension/MedImgAnalysis/ in a source checkout
 MODULE_DIR = Path(__file__).resolve().parent
-SOURCE_ROOT = MODULE_DIR.parents[1]  # a source checkout: MedImgExtension/ sits next to monai_bundle/
-DEVICES = {"Automatic": None, "CPU": "cpu", "GPU (CUDA)": "cuda"}
+DEVICES = environment.device_choices()
 POLL_MS = 200
+BUSY = ("preparing", "running", "cancelling")
 
 
 class MedImgAnalysis(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("MedImg Analysis")
-        self.parent.categories = [_("MedImg")]
+        self.parent.categories = [_("Segmentation")]  # the extension's EXTENSION_CATEGORY too
         self.parent.dependencies = []
-        self.parent.contributors = ["MedImg team"]
+        self.parent.contributors = ["MedImg team (MedImg)"]
         self.parent.helpText = _(
             "Pick a volume, check the suggested task (X-ray classification, CT or brain MRI segmentation, "
-            "or another MONAI bundle's inference) and click Analyze. The analysis runs in a separate Python "
-            "process; Cancel stops it. The shipped demo weights are for demonstration, not diagnosis."
+            "CT denoising, or another MONAI bundle's inference) and click Analyze. The analysis runs in a separate "
+            "Python process; Cancel stops it. Needs 3D Slicer 5.10 or later. The shipped demo weights are for "
+            "demonstration, not diagnosis."
         )
         self.parent.acknowledgementText = _("Built on MONAI, PyTorch, ITK and 3D Slicer.")
 
@@ -62,6 +65,9 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self.run = None
+        self.runInputID = None  # the volume the running analysis was started on
+        self.installing = False
+        self.unusable = ""  # why the module cannot run here (old Slicer, no bundle)
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MS)
         self.timer.connect("timeout()", self.onPoll)
@@ -79,11 +85,16 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.bundleFolderLineEdit.connect("currentPathChanged(QString)", self.onBundleFolderChanged)
         self.refreshTasks()
+        self.unusable = environment.version_problem((slicer.app.majorVersion, slicer.app.minorVersion))
+        if not self.unusable and self.logic.bundle is None:
+            self.unusable = environment.not_found_message(MODULE_DIR)
+        if self.unusable:
+            self.showStatus(self.unusable, error=True)
         self.initializeParameterNode()
 
     def cleanup(self):
         if self.run is not None:
-            self.run.cancel()
+            self.run.cancel(block=True)
         self.timer.stop()
         self.removeObservers()
 
@@ -123,8 +134,10 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateButton()
 
     def refreshTasks(self):
+        """The task list shows titles ('CT segmentation'); each item's data is the task id."""
         self.ui.taskComboBox.clear()
-        self.ui.taskComboBox.addItems(list(self.logic.tasks))
+        for name, task in self.logic.tasks.items():
+            self.ui.taskComboBox.addItem(task.title, name)
 
     def onBundleFolderChanged(self, path):
         try:
@@ -137,14 +150,16 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onInputChanged(self, volumeNode):
         suggestion = self.logic.suggestTask(volumeNode) if volumeNode else None
         if suggestion:
-            self.ui.taskComboBox.setCurrentIndex(self.ui.taskComboBox.findText(suggestion))
+            self.ui.taskComboBox.setCurrentIndex(self.ui.taskComboBox.findData(suggestion))
         self.updateButton()
 
     def updateButton(self, caller=None, event=None):
-        busy = self.run is not None and self.run.state in ("preparing", "running", "cancelling")
-        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self.ui.taskComboBox.currentText)
+        busy = self.run is not None and self.run.state in BUSY
+        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self.ui.taskComboBox.currentData)
         self.ui.analyzeButton.text = _("Cancel") if busy else _("Analyze")
-        self.ui.analyzeButton.enabled = busy or ready
+        self.ui.analyzeButton.enabled = (busy and self.run.state != "cancelling") or (
+            ready and not self.installing and not self.unusable and not busy)
+        self.ui.inputsCollapsibleButton.enabled = not busy and not self.installing  # no edits mid-run
 
     def showStatus(self, text, error=False):
         self.ui.statusLabel.text = text
@@ -155,37 +170,69 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onAnalyzeButton(self):
         if self.run is not None and self.run.state in ("preparing", "running"):
             self.run.cancel()
+            self.showStatus(_("Cancelling ..."))
+            self.updateButton()
             return
-        if not self.logic.ensureDependencies():
-            self.showStatus(_("Missing Python packages were not installed; nothing was run."), error=True)
+        if not self.installDependencies():
             return
         params = self._parameterNode
+        task = self.ui.taskComboBox.currentData
         self.ui.logText.clear()
-        self.ui.progressBar.value = 0
+        self.ui.progressBar.maximum, self.ui.progressBar.value = 100, 0
         try:
-            task = self.ui.taskComboBox.currentText
             self.run = self.logic.startAnalysis(params.inputVolume, task, DEVICES.get(params.device))
         except ValueError as error:
             self.showStatus(str(error), error=True)
             return
-        self.showStatus(_("Running {task} ...").format(task=task))
+        self.runInputID = params.inputVolume.GetID()
+        self.showStatus(_("Running {task} ...").format(task=self.logic.tasks[task].title))
         self.timer.start()
         self.updateButton()
+
+    def installDependencies(self):
+        """Ask, then install what is missing; Analyze is disabled meanwhile. False (and a status) when not done."""
+        self.installing = True
+        self.updateButton()
+        self.showStatus(_("Checking Python packages ..."))
+        try:
+            installed = self.logic.ensureDependencies()
+        except Exception as error:  # noqa: BLE001 - pip or the PyTorch extension failed: say so, keep the module usable
+            logging.exception("installing Python packages failed")
+            installed = None
+            self.showStatus(_("Installing Python packages failed: {error}").format(error=error), error=True)
+        finally:
+            self.installing = False
+            self.updateButton()
+        if installed is False:
+            self.showStatus(_("Missing Python packages were not installed; nothing was run."), error=True)
+        elif installed:
+            self.showStatus("")
+        return bool(installed)
 
     def onPoll(self):
         run = self.run
         for line in run.poll():
             self.ui.logText.appendPlainText(line)
-        self.ui.progressBar.value = int(100 * run.fraction)
+        percent = run.percent
+        self.ui.progressBar.maximum = 0 if percent is None else 100  # maximum 0: Qt's busy indicator
+        if percent is not None:
+            self.ui.progressBar.value = percent
         if run.state == "importing":
-            try:
-                summary = self.logic.importResults(run, self._parameterNode.inputVolume)
-                run.finish()
-                self.showStatus(_("Done in {seconds:.1f} s: {summary}").format(seconds=run.seconds, summary=summary))
-            except Exception as error:  # noqa: BLE001 - shown in the module, whatever failed while loading
-                run.finish(failed=f"could not load the results: {error}")
+            volumeNode = slicer.mrmlScene.GetNodeByID(self.runInputID) if self.runInputID else None
+            if volumeNode is None:
+                run.finish(failed=_("The input volume was deleted during the analysis; nothing was imported."))
+            else:
+                try:
+                    summary = self.logic.importResults(run, volumeNode)
+                    run.finish()
+                    done = _("Done in {seconds:.1f} s: {summary}")
+                    self.showStatus(done.format(seconds=run.seconds, summary=summary))
+                except Exception as error:  # noqa: BLE001 - shown in the module, whatever failed while loading
+                    logging.exception("loading the results failed")
+                    run.finish(failed=f"could not load the results: {error}")
         if run.state in ("done", "failed", "cancelled"):
             self.timer.stop()
+            self.ui.progressBar.maximum = 100
             if run.state == "failed":
                 self.showStatus(run.error, error=True)
             elif run.state == "cancelled":
@@ -198,21 +245,12 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        metadata = self.metadataPath()
-        self.tasks = tasks.builtin_tasks(metadata) if metadata.is_file() else {}  # until monai_bundle is installed
+        self.bundle = environment.locate_bundle(MODULE_DIR)
+        self.tasks = tasks.builtin_tasks(self.bundle.metadata) if self.bundle else {}
         self.builtinTasks = dict(self.tasks)
 
     def getParameterNode(self):
         return MedImgAnalysisParameterNode(super().getParameterNode())
-
-    @staticmethod
-    def metadataPath():
-        try:
-            import monai_bundle
-
-            return Path(monai_bundle.BUNDLE_ROOT) / "configs" / "metadata.json"
-        except ImportError:
-            return SOURCE_ROOT / "monai_bundle" / "configs" / "metadata.json"
 
     def useBundle(self, folder):
         """Add another MONAI bundle's inference as a task (its configs run code: only the user's choice is run)."""
@@ -242,13 +280,13 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
             return ""
 
     def ensureDependencies(self):
-        """Ask before installing anything missing from Slicer's Python; True when all is importable."""
+        """Ask before installing anything missing or too old in Slicer's Python; True when all is there, False
+        when the user declined. Install errors are raised (the widget shows them)."""
         missing = dependencies.missing()
-        bundleImportable = self.bundleImportable()
-        if not missing and bundleImportable:
+        if not missing:
             return True
         pytorchExtension = hasattr(slicer.modules, "pytorchutils")
-        plan = dependencies.install_plan(missing, pytorchExtension, SOURCE_ROOT, bundleImportable)
+        plan = dependencies.install_plan(missing, pytorchExtension)
         text = _("MedImg Analysis needs these Python packages in Slicer's Python:") + "\n- " + "\n- ".join(plan)
         if not slicer.util.confirmOkCancelDisplay(text + "\n\n" + _("Install them now? (a restart may be needed)")):
             return False
@@ -256,21 +294,28 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
         if "torch" in missing and pytorchExtension:
             import PyTorchUtils
 
-            installTorch = lambda: PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)  # noqa: E731
-        with slicer.util.tryWithErrorDisplay(_("Installing Python packages failed."), waitCursor=True):
-            dependencies.install(missing, slicer.util.pip_install, installTorch, SOURCE_ROOT, bundleImportable)
-            return not dependencies.missing()
-        return False
+            def installTorch(versionRequirement):
+                PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                               torchVersionRequirement=versionRequirement)
+
+        dependencies.install(missing, slicer.util.pip_install, installTorch)
+        stillMissing = dependencies.missing()
+        if stillMissing:
+            raise RuntimeError(", ".join(dependencies.describe(stillMissing)) + " still missing: restart Slicer")
+        return True
 
     @staticmethod
-    def bundleImportable():
-        return (SOURCE_ROOT / "monai_bundle" / "__init__.py").is_file() or _findSpec("monai_bundle")
+    def tempRoot():
+        """Slicer's temporary folder (Application Settings), not the system's."""
+        return Path(slicer.util.tempDirectory("MedImgAnalysis", includeDateTime=False))
 
     def startAnalysis(self, volumeNode, taskName, device=None):
         """Write the volume on its own grid (a parent transform is not applied: results get the same
         parent, so they overlay exactly) and start the child process."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise ValueError(_("Select a volume with image data."))
+        if self.bundle is None:
+            raise ValueError(environment.not_found_message(MODULE_DIR))
         transform = volumeNode.GetParentTransformNode()
         if transform is not None and not transform.IsLinear():
             raise ValueError(_("The volume is under a non-linear transform: harden it first (Data module)."))
@@ -284,76 +329,112 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
                 raise OSError(f"Slicer could not write {path}")
             storage.UnRegister(None)
 
-        python = default_python()
-        run = AnalysisRun(task, writeInput, python, device, SOURCE_ROOT if (SOURCE_ROOT / "monai_bundle").is_dir() else None)
+        try:
+            python = python_slicer()
+        except PythonNotFoundError as error:
+            raise ValueError(str(error)) from None
+        run = AnalysisRun(task, writeInput, python, device, self.bundle.package_parent, self.tempRoot())
         run.start()
         if run.state == "failed":
             raise ValueError(run.error)
         return run
 
     def importResults(self, run, volumeNode):
-        """Turn the run's outputs into nodes next to the input; return a one-line summary."""
-        results, name = run.results, volumeNode.GetName()
-        transformID = volumeNode.GetTransformNodeID()
-        if results.kind == "segmentation":
-            segmentation = self.importSegmentation(results, volumeNode, f"{name} {run.task.name}")
-            segmentation.SetAndObserveTransformNodeID(transformID)
-        elif results.kind == "classification":
-            self.importTable(results, f"{name} {run.task.name}")
-            for path in results.volumes:
-                heat = slicer.util.loadVolume(str(path), {"name": f"{name} heat map", "show": False})
-                heat.SetAndObserveTransformNodeID(transformID)
-                heat.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
+        """Turn the run's outputs into nodes next to the input (same transform, same study); return a summary."""
+        found, name = run.results, volumeNode.GetName()
+        created = []
+        if found.kind == "segmentation":
+            created.append(self.importSegmentation(found, volumeNode, f"{name} {run.task.title}"))
+        elif found.kind == "classification":
+            created.append(self.importTable(found, f"{name} {run.task.title}"))
+            for path in found.volumes:
+                heat = self.loadResultVolume(path, f"{name} heat map", show=False)
+                display = heat.GetDisplayNode()
+                display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
+                lower, upper = results.heat_map_threshold(heat.GetImageData().GetScalarRange())
+                display.SetApplyThreshold(1)
+                display.SetLowerThreshold(lower)
+                display.SetUpperThreshold(upper)
                 slicer.util.setSliceViewerLayers(background=volumeNode, foreground=heat, foregroundOpacity=0.4)
+                created.append(heat)
         else:
-            for path in results.volumes:
-                node = slicer.util.loadVolume(str(path), {"name": f"{name} {run.task.name}"})
-                node.SetAndObserveTransformNodeID(transformID)
+            for path in found.volumes:
+                node = self.loadResultVolume(path, f"{name} {run.task.title}", show=True)
                 slicer.util.setSliceViewerLayers(background=node)
-        return results.summary
+                created.append(node)
+        for node in created:
+            self.placeNextTo(node, volumeNode)
+        return found.summary
 
     @staticmethod
-    def importSegmentation(results, volumeNode, name):
+    def loadResultVolume(path, name, show):
+        """Load a result volume and forget its temp file: with no storage node it counts as modified, so the
+        Save dialog ticks it and writes it with the scene (qSlicerSaveDataDialog adds a default storage node)."""
+        node = slicer.util.loadVolume(str(path), {"name": name, "show": show})
+        storage = node.GetStorageNode()
+        if storage is not None:
+            slicer.mrmlScene.RemoveNode(storage)
+        return node
+
+    @staticmethod
+    def placeNextTo(node, volumeNode):
+        """Same parent transform and same subject-hierarchy folder (patient/study) as the input volume."""
+        node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+        parent = shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode))
+        shNode.SetItemParent(shNode.GetItemByDataNode(node), parent)
+
+    @staticmethod
+    def importSegmentation(found, volumeNode, name):
+        """A segmentation named after the input and the task; a rerun replaces the segments of the same node."""
         colors = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", f"{name} colors")
         colors.SetTypeToUser()
-        colors.SetNumberOfColors(max([s.label for s in results.segments], default=0) + 1)
+        colors.SetNumberOfColors(max([s.label for s in found.segments], default=0) + 1)
         colors.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
-        for segment in results.segments:
+        for segment in found.segments:
             colors.SetColor(segment.label, segment.name, *segment.colour, 1.0)
-        labelmap = slicer.util.loadLabelVolume(str(results.label_map), {"show": False})
+        labelmap = slicer.util.loadLabelVolume(str(found.label_map), {"show": False})
         labelmap.GetDisplayNode().SetAndObserveColorNodeID(colors.GetID())
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        segmentation = slicer.mrmlScene.GetFirstNodeByName(name)
+        if segmentation is not None and segmentation.IsA("vtkMRMLSegmentationNode"):
+            segmentation.GetSegmentation().RemoveAllSegments()
+        else:
+            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)  # also links it to its source
         slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
         segmentation.CreateDefaultDisplayNodes()
+        segmentation.CreateClosedSurfaceRepresentation()  # shown in 3D
         slicer.mrmlScene.RemoveNode(labelmap)
         slicer.mrmlScene.RemoveNode(colors)
         return segmentation
 
     @staticmethod
-    def importTable(results, name):
+    def importTable(found, name):
+        """The prediction table, numbers as numeric columns, shown in a layout with a table view
+        (as SegmentStatistics.showTable does)."""
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-        columns = list(results.table[0]) if results.table else []
+        columns = list(found.table[0]) if found.table else []
         for column in columns:
             table.AddColumn().SetName(column)
-        for row in results.table:
+        for row in found.table:
             index = table.AddEmptyRow()
             for col, column in enumerate(columns):
                 table.SetCellText(index, col, row[column])
+        for column in results.numeric_columns(found.table):
+            table.SetColumnType(column, vtk.VTK_DOUBLE)
+        layoutManager = slicer.app.layoutManager()
+        layoutManager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout))
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
         return table
 
 
-def _findSpec(name):
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
 class MedImgAnalysisTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Reload and Test, or Slicer --testing). The inference part runs on CPU and is
-    off unless MEDIMG_SLICER_TEST_INFERENCE=1 (too slow for Slicer's build machines)."""
+    """Runs inside Slicer (Reload and Test, ctest, or Slicer --testing). slicer.testing.runUnitTest loads every
+    test_* method, so the CPU inference test skips itself unless MEDIMG_SLICER_TEST_INFERENCE=1 (too slow for
+    Slicer's build machines) and gives up after INFERENCE_TIMEOUT_S."""
+
+    INFERENCE_TIMEOUT_S = 600
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -362,6 +443,7 @@ class MedImgAnalysisTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_suggestion()
         if os.environ.get("MEDIMG_SLICER_TEST_INFERENCE") == "1":
+            self.setUp()
             self.test_ct_segmentation()
 
     def _volume(self, array, name):
@@ -373,6 +455,7 @@ class MedImgAnalysisTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         logic = MedImgAnalysisLogic()
+        self.assertIsNotNone(logic.bundle, environment.not_found_message(MODULE_DIR))
         radiograph = self._volume(np.random.rand(1, 64, 64) * 4095, "radiograph")
         ct = self._volume(np.full((40, 64, 64), -1000.0), "ct")
         self.assertEqual(logic.suggestTask(radiograph), "xray_classification")
@@ -380,6 +463,8 @@ class MedImgAnalysisTest(ScriptedLoadableModuleTest):
         self.delayDisplay("task suggestion passed")
 
     def test_ct_segmentation(self):
+        if os.environ.get("MEDIMG_SLICER_TEST_INFERENCE") != "1":
+            self.skipTest("set MEDIMG_SLICER_TEST_INFERENCE=1 to run a CPU inference")
         import time
 
         import numpy as np
@@ -389,9 +474,13 @@ class MedImgAnalysisTest(ScriptedLoadableModuleTest):
         volume = self._volume(ct, "phantom ct")
         logic = MedImgAnalysisLogic()
         run = logic.startAnalysis(volume, "ct_segmentation", "cpu")
-        while run.state == "running":
+        deadline = time.monotonic() + self.INFERENCE_TIMEOUT_S
+        while run.state == "running" and time.monotonic() < deadline:
             run.poll()
             time.sleep(0.2)
+        if run.state == "running":
+            run.cancel(block=True)
+            self.fail(f"no result within {self.INFERENCE_TIMEOUT_S} s")
         self.assertEqual(run.state, "importing", run.error)
         summary = logic.importResults(run, volume)
         run.finish()

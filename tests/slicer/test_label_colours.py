@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from monai_bundle import palette
 from monai_bundle.apps import runner
 from monai_bundle.io import figures
+
+from conftest import REPO
 
 sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
 from MedImgAnalysisLib import results, tasks  # noqa: E402

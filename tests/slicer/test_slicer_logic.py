@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 
 from monai_bundle.apps import runner
 from monai_bundle.io import read_header, read_image, read_radiograph
+
+from conftest import REPO
+from helpers import run_to_end, write_as_slicer_does
 
 sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
 from MedImgAnalysisLib import dependencies, tasks  # noqa: E402
@@ -21,9 +23,6 @@ from MedImgAnalysisLib.process import AnalysisProcess, analysis_command, parse_l
 from MedImgAnalysisLib.results import label_colour  # noqa: E402
 
 TASKS = tasks.builtin_tasks(runner.METADATA)
-
-
-from helpers import run_to_end, write_as_slicer_does
 
 
 def test_suggested_task_follows_the_image():
@@ -58,7 +57,8 @@ def test_another_bundle_needs_an_image_in_and_a_label_map_out(tmp_path):
         tasks.other_bundle_task(tmp_path / "zoo")
     meta = {"name": "spleen", "network_data_format": {
         "inputs": {"image": {"type": "image", "modality": "CT"}},
-        "outputs": {"pred": {"type": "image", "format": "segmentation", "channel_def": {"0": "background", "1": "spleen"}}}}}
+        "outputs": {"pred": {"type": "image", "format": "segmentation",
+                             "channel_def": {"0": "background", "1": "spleen"}}}}}
     (configs / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(tasks.BundleError, match="no configs/inference"):
         tasks.other_bundle_task(tmp_path / "zoo")
@@ -78,13 +78,59 @@ def test_progress_lines_and_log_lines_are_told_apart():
     assert label_colour(3) == label_colour(3) and label_colour(3) != label_colour(4)
 
 
-def test_dependency_plan_says_what_will_be_installed():
-    assert dependencies.missing(lambda name: None if name in ("torch", "monai") else object()) == ["torch", "monai"]
-    plan = dependencies.install_plan(["torch", "monai"], pytorch_extension=True)
-    assert "PyTorch extension" in plan[0] and "monai>=" in plan[1]
+def test_dependencies_check_versions_and_install_with_argument_lists():
+    versions = {"torch": "2.5.1", "monai": "1.5.1", "pytorch-ignite": "0.5.2"}
+    version = lambda dist: versions.get(dist, "99.0")  # noqa: E731
+    found = lambda name: None if name == "skimage" else object()  # noqa: E731
+    assert dependencies.missing(found, version) == ["torch", "skimage"]  # torch too old, scikit-image absent
+    versions["torch"] = "2.8.0+cu128"
+    assert dependencies.missing(found, version) == ["skimage"]
+    assert dependencies.release("2.8") == dependencies.release("2.8.0") and dependencies.release("2.10") > (2, 9)
+    plan = dependencies.install_plan(["torch", "monai"], pytorch_extension=True, version=lambda d: "1.3.0")
+    assert "PyTorch extension" in plan[0] and "monai>=1.5.1 (1.3.0 installed)" in plan[1]
     calls = []
-    dependencies.install(["torch", "monai"], calls.append, install_torch=lambda: calls.append("torch via extension"))
-    assert calls == ["torch via extension", "monai>=1.5.1"]
+    dependencies.install(["torch", "monai"], calls.append, install_torch=lambda rule: calls.append(("torch", rule)))
+    assert calls == [("torch", ">=2.8"), ["--upgrade", "monai>=1.5.1"]]
+    calls.clear()
+    dependencies.install(["torch"], calls.append)
+    assert calls == [["torch>=2.8"]]  # a list: Slicer's pip_install shlex-splits strings
+
+
+def test_environment_versions_bundle_location_devices_and_python(tmp_path):
+    from MedImgAnalysisLib import environment
+    from MedImgAnalysisLib.process import (
+        PythonNotFoundError,
+        popen_options,
+        python_slicer,
+    )
+
+    assert environment.version_problem((5, 10), (3, 12)) == ""
+    assert "5.10 or later" in environment.version_problem((5, 8), (3, 9))
+    module_dir = tmp_path / "lib" / "Slicer-5.10" / "qt-scripted-modules"
+    module_dir.mkdir(parents=True)
+    assert environment.locate_bundle(module_dir, find_spec=lambda name: None) is None
+    assert environment.locate_bundle(REPO / "MedImgExtension" / "MedImgAnalysis").how == "source"
+    assert "GPU (CUDA)" not in environment.device_choices("darwin")
+    assert "GPU (CUDA)" in environment.device_choices("linux")
+    assert popen_options("nt")["creationflags"] & 0x08000000  # CREATE_NO_WINDOW, as launchConsoleProcess
+    assert popen_options("posix") == {"start_new_session": True}
+    slicer_bin = tmp_path / "Slicer" / "bin"
+    slicer_bin.mkdir(parents=True)
+    (slicer_bin / "PythonSlicer").write_text("")
+    app = str(slicer_bin / "SlicerApp-real")
+    assert python_slicer(app, which=lambda name: None) == str(slicer_bin / "PythonSlicer")
+    with pytest.raises(PythonNotFoundError, match="PythonSlicer was not found"):
+        python_slicer(str(tmp_path / "SlicerApp-real"), which=lambda name: None)
+
+
+def test_results_tables_heat_maps_and_titles():
+    from MedImgAnalysisLib.results import heat_map_threshold, numeric_columns
+
+    rows = [{"file": "a.nrrd", "probability": "0.25", "predicted": "normal", "threshold": "0.5"}]
+    assert numeric_columns(rows) == ["probability", "threshold"]
+    assert heat_map_threshold((0.0, 1.0)) == (0.05, 1.0)
+    assert TASKS["ct_segmentation"].title == "CT segmentation"
+    assert TASKS["xray_classification"].title == "X-ray classification"
 
 
 @pytest.mark.realdata
@@ -140,7 +186,8 @@ def test_a_failing_run_reports_one_line_and_cleans_up(tmp_path):
 def test_cancel_ends_the_child_and_its_children_within_two_seconds(tmp_path):
     marker = tmp_path / "grandchild.pid"
     script = ("import subprocess, sys, time; "
-              f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); open({str(marker)!r}, 'w').write(str(p.pid)); "
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(marker)!r}, 'w').write(str(p.pid)); "
               "print('MEDIMG-PROGRESS {\"stage\": \"running\", \"fraction\": 0.1}', flush=True); time.sleep(60)")
     process = AnalysisProcess([sys.executable, "-c", script])
     process.start()
@@ -151,8 +198,10 @@ def test_cancel_ends_the_child_and_its_children_within_two_seconds(tmp_path):
     grandchild = int(marker.read_text())
     started = time.monotonic()
     process.cancel()
-    assert time.monotonic() - started < 2.0
-    assert process.returncode is not None
+    assert time.monotonic() - started < 0.2  # never blocks the GUI
+    process.wait(2.0)
+    assert time.monotonic() - started < 2.0 and process.returncode is not None
+    assert process.events()[-1].stage == "exited"
     time.sleep(0.1)
     assert not _alive(grandchild)
 
@@ -176,8 +225,25 @@ def test_cancel_of_a_real_analysis_removes_its_temp_files(tmp_path):
     assert run.state == "running"
     started = time.monotonic()
     run.cancel()
-    assert time.monotonic() - started < 2.0
+    assert run.state == "cancelling" and run.percent is None
+    while run.state == "cancelling" and time.monotonic() - started < 2.0:
+        run.poll()
+        time.sleep(0.05)
     assert run.state == "cancelled" and not run.process.running and not run.workspace.path.exists()
+
+
+def test_undecodable_output_is_logged_and_the_run_still_ends(tmp_path):
+    script = "import sys; sys.stdout.buffer.write(b'\\xff\\xfe bad bytes\\n'); sys.stdout.flush(); sys.exit(3)"
+    process = AnalysisProcess([sys.executable, "-c", script])
+    process.start()
+    process.wait(10)
+    deadline = time.monotonic() + 5
+    events = []
+    while not any(e.stage == "exited" for e in events) and time.monotonic() < deadline:
+        events += process.events()
+        time.sleep(0.05)
+    assert events[-1].stage == "exited" and events[-1].data["returncode"] == 3
+    assert any(e.log and "bad bytes" in e.log for e in events)
 
 
 def test_the_command_names_the_task_or_the_bundle():

@@ -43,9 +43,11 @@ class AnalysisRun:
         self.workspace: Workspace | None = None
         self.process: AnalysisProcess | None = None
         self.started = self.seconds = 0.0
+        self.running_fractions = 0  # fractions the child reported while running: 1 means 'started', no more
 
     def command(self, input_path: Path, output_dir: Path) -> list[str]:
-        return analysis_command(self.python, input_path, output_dir, self.task.name if self.task.bundle is None else None,
+        task = self.task.name if self.task.bundle is None else None
+        return analysis_command(self.python, input_path, output_dir, task,
                                 self.task.bundle, self.device)
 
     def start(self) -> None:
@@ -79,6 +81,7 @@ class AnalysisRun:
                 self.error = event.data.get("error", "the analysis failed")
             elif event.fraction is not None:
                 self.fraction = max(self.fraction, float(event.fraction))
+                self.running_fractions += event.stage == "running"
             if event.stage == "exited":
                 self._exited(event.data.get("returncode"))
         self.log.extend(lines)
@@ -102,12 +105,22 @@ class AnalysisRun:
         self.seconds = time.monotonic() - self.started
         self.state, self.fraction = "importing", 1.0
 
-    def cancel(self) -> None:
-        """End the child process tree (within about 2 s) and remove the temp files."""
+    @property
+    def percent(self) -> int | None:
+        """The progress bar's value, or None for a busy indicator: a child that reports no fraction while it
+        runs (one 'running' line, then 'done') would otherwise leave the bar at 10% for the whole run."""
+        if self.state in ("running", "cancelling") and self.running_fractions < 2:
+            return None
+        return int(100 * self.fraction)
+
+    def cancel(self, block: bool = False) -> None:
+        """End the child process tree and remove the temp files. Without `block` it returns at once: the
+        state is 'cancelling' until `poll()` sees the child exit (within about 2 s), then 'cancelled'."""
         if self.process is not None and self.state == "running":
             self.state = "cancelling"
-            self.process.cancel()
-            self.poll()
+            self.process.cancel(block=block)
+            if not block:
+                return
         if self.state in ("cancelling", "preparing"):
             self.state = "cancelled"
         self.finish()

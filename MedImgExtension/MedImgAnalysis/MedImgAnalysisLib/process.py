@@ -20,7 +20,8 @@ PROGRESS_PREFIX = "MEDIMG-PROGRESS "  # monai_bundle.apps.analysis.PROGRESS_PREF
 def analysis_command(python: str, input_path: Path, output_dir: Path, task: str | None = None,
                      bundle: Path | None = None, device: str | None = None) -> list[str]:
     """The child's command line: `python -m monai_bundle.apps.analysis ...` (the runner the scripts use)."""
-    command = [python, "-u", "-m", "monai_bundle.apps.analysis", "--input", str(input_path), "--output-dir", str(output_dir)]
+    command = [python, "-u", "-m", "monai_bundle.apps.analysis",
+               "--input", str(input_path), "--output-dir", str(output_dir)]
     command += ["--bundle", str(bundle)] if bundle is not None else ["--task", str(task)]
     if device:
         command += ["--device", device]
@@ -74,11 +75,30 @@ def parse_line(line: str) -> Event:
     return Event(log=line)
 
 
+# Windows creation flags (subprocess defines them on Windows only): a new process group for taskkill /T,
+# and no console window, as slicer.util.launchConsoleProcess hides it (Base/Python/slicer/util.py).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+
+
+def popen_options(os_name: str = os.name) -> dict:
+    """Popen keywords that let `cancel` end the whole tree, with no console window on Windows."""
+    if os_name == "nt":
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def stop_commands(pid: int, os_name: str = os.name) -> list[list[str]]:
+    """Windows has no SIGTERM or process groups: taskkill ends the tree (/T) at once (/F)."""
+    return [["taskkill", "/T", "/F", "/PID", str(pid)]] if os_name == "nt" else []
+
+
 class AnalysisProcess:
     """A running child process whose output is read on a thread; poll `events()` from a GUI timer.
 
-    The child starts in a new process group (POSIX) or process group (Windows), so `cancel` ends it
-    and everything it started (data-loader workers, torch threads' helpers) at once.
+    The child starts in a new session (POSIX) or process group (Windows), so `cancel` ends it and
+    everything it started (data-loader workers, torch helpers). Nothing here blocks the caller: the
+    output is read and the process ended on daemon threads; the last event is always 'exited'.
     """
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
@@ -89,21 +109,23 @@ class AnalysisProcess:
         self.cancelled = False
 
     def start(self) -> None:
-        kwargs = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        bufsize=1, env=self.env, cwd=self.cwd, **kwargs)
+                                        encoding="utf-8", errors="replace", bufsize=1, env=self.env, cwd=self.cwd,
+                                        **popen_options())
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            event = parse_line(line)
-            if event.stage in ("done", "failed"):
-                self.final = event
-            self.queue.put(event)
-        self.process.wait()
-        self.queue.put(Event(stage="exited", data={"returncode": self.process.returncode}))
+        try:
+            for line in self.process.stdout:
+                event = parse_line(line)
+                if event.stage in ("done", "failed"):
+                    self.final = event
+                self.queue.put(event)
+        except Exception as error:  # noqa: BLE001 - a broken pipe must not leave the module 'running' forever
+            self.queue.put(Event(log=f"could not read the analysis output: {error}"))
+        finally:
+            self.queue.put(Event(stage="exited", data={"returncode": self.process.wait()}))
 
     def events(self) -> list[Event]:
         """Everything the child said since the last call."""
@@ -126,11 +148,19 @@ class AnalysisProcess:
         assert self.process is not None
         return self.process.wait(timeout)
 
-    def cancel(self, timeout: float = 1.5) -> None:
-        """End the child and all its descendants: SIGTERM to the group, SIGKILL after `timeout` seconds."""
+    def cancel(self, timeout: float = 1.5, block: bool = False) -> None:
+        """End the child and all its descendants without blocking the GUI: SIGTERM to the group, SIGKILL after
+        `timeout` seconds (POSIX), or taskkill /T /F (Windows), on a thread. The reader then reports 'exited'."""
         if self.process is None or self.process.poll() is not None:
             return
         self.cancelled = True
+        stopper = threading.Thread(target=self._stop, args=(timeout,), daemon=True)
+        stopper.start()
+        if block:
+            stopper.join()
+
+    def _stop(self, timeout: float) -> None:
+        assert self.process is not None
         if os.name == "posix":
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
@@ -143,9 +173,13 @@ class AnalysisProcess:
                 except subprocess.TimeoutExpired:
                     continue
             _kill_group_leftovers(self.process.pid)
-        else:  # pragma: no cover - Windows
-            subprocess.run(["taskkill", "/T", "/F", "/PID", str(self.process.pid)], capture_output=True, check=False)
+            return
+        for command in stop_commands(self.process.pid):  # pragma: no cover - Windows
+            subprocess.run(command, capture_output=True, check=False, **popen_options())
+        try:  # pragma: no cover - Windows
             self.process.wait(timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - taskkill failed: the last resort
+            self.process.kill()
 
 
 def _kill_group_leftovers(group: int) -> None:
@@ -156,6 +190,22 @@ def _kill_group_leftovers(group: int) -> None:
         pass
 
 
-def default_python() -> str:
-    """Slicer's own Python launcher when present (PythonSlicer), else this interpreter."""
-    return shutil.which("PythonSlicer") or sys.executable
+class PythonNotFoundError(OSError):
+    """Slicer's PythonSlicer launcher is missing; str() is one line for the status."""
+
+
+def python_slicer(executable: str = sys.executable, which=shutil.which, is_file=os.path.isfile) -> str:
+    """Slicer's Python launcher, PythonSlicer: on PATH inside Slicer, else next to Slicer's executable
+    (<Slicer>/bin, or Slicer.app/Contents/bin on macOS). Never Slicer itself: inside Slicer,
+    sys.executable is the application (SlicerApp-real), which would open a second Slicer."""
+    found = which("PythonSlicer")
+    if found:
+        return found
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    here = Path(executable).resolve().parent
+    for folder in (here, here / "bin", here.parent / "bin"):
+        if is_file(str(folder / name)):
+            return str(folder / name)
+    if Path(executable).name.lower().startswith("python"):  # run outside Slicer (tests, scripts): this interpreter
+        return executable
+    raise PythonNotFoundError(f"PythonSlicer was not found next to {executable}: reinstall 3D Slicer")

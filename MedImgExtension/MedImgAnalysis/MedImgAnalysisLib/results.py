@@ -77,7 +77,8 @@ def collect(task: Task, outputs: list[str], package_parent: Path | None = None) 
     volumes = [p for p in paths if is_volume(p)]
     if task.kind == "segmentation":
         if len(volumes) != 1:
-            raise ValueError(f"expected one label map from {task.name}, got {len(volumes)}: {', '.join(map(str, paths))}")
+            listed = ", ".join(map(str, paths))
+            raise ValueError(f"expected one label map from {task.name}, got {len(volumes)}: {listed}")
         results.label_map = volumes[0]
         palette = bundle_palette(package_parent)
         results.segments = [Segment(label, name, palette.label_colour(label, name))
@@ -97,3 +98,27 @@ def collect(task: Task, outputs: list[str], package_parent: Path | None = None) 
         results.volumes = volumes
         results.summary = f"{len(volumes)} volume(s)"
     return results
+
+
+def numeric_columns(rows: list[dict[str, str]]) -> list[str]:
+    """Columns whose every non-empty cell is a number: the module makes them numeric table columns
+    (sortable, plottable) instead of text."""
+    def is_number(text: str) -> bool:
+        try:
+            float(text)
+            return True
+        except ValueError:
+            return False
+
+    columns = list(rows[0]) if rows else []
+    return [c for c in columns if all(is_number(r[c]) for r in rows if r.get(c)) and any(r.get(c) for r in rows)]
+
+
+HEAT_MAP_VISIBLE_FROM = 0.05
+"""Heat-map values below this fraction of its maximum are transparent: zero heat covers nothing."""
+
+
+def heat_map_threshold(scalar_range: tuple[float, float]) -> tuple[float, float]:
+    """Lower and upper display threshold of a heat map with this value range."""
+    low, high = scalar_range
+    return low + HEAT_MAP_VISIBLE_FROM * (high - low), high

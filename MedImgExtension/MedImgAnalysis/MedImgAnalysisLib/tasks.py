@@ -22,7 +22,14 @@ class Task:
 
     @property
     def title(self) -> str:
-        return self.name.replace("_", " ") if self.bundle is None else f"{self.name} (bundle at {self.bundle})"
+        """What the task list shows ('CT segmentation'); the id stays the item's data."""
+        if self.bundle is not None:
+            return f"{self.name} (bundle at {self.bundle})"
+        words = " ".join(TITLE_WORDS.get(word, word) for word in self.name.split("_"))
+        return words[:1].upper() + words[1:]
+
+
+TITLE_WORDS = {"ct": "CT", "mri": "MRI", "xray": "X-ray", "pet": "PET"}
 
 
 SHOWN_KINDS = ("segmentation", "classification")
@@ -73,7 +80,7 @@ class BundleError(ValueError):
 
 
 def other_bundle_task(folder: Path) -> Task:
-    """Describe another MONAI bundle (e.g. a Model Zoo segmentation bundle) if it takes an image and returns a label map.
+    """Describe another MONAI bundle (e.g. a Model Zoo segmentation bundle) that takes an image, returns a label map.
 
     Its metadata.json must describe one input of type image and one output of type image with format
     segmentation (the Model Zoo's network_data_format), and it must have configs/inference.json or .yaml.
