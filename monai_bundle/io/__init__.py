@@ -1,12 +1,18 @@
 """Images read and written with exact geometry (NIfTI, NRRD, MetaImage, DICOM, radiographs), atomic files, figures,
 and the transforms that write results on an input's grid.
 
+DICOM results: dicom_seg.write_dicom_seg (SEG) and dicom_sr (TID 1500 SR) write derived objects that reference
+a DICOM input; codes per label are in dicom_codes (docs/dicom.md).
+
 Adding a file format: a module beside nifti.py (its header reader, data reader, writer or radiograph reader)
 and one `ImageFormat` entry in `registry.FORMATS`; read_image, write_image, find_images and the MONAI readers
 then know it. Errors are `ImageReadError` (errors.py); grids and LPS/RAS conversion are in geometry.py.
 """
 
-from .dicom import SLICE_SPACING_RTOL
+from .dicom import SLICE_JITTER_MM, SLICE_SPACING_RTOL
+from .dicom_codes import CLASS_CODES, LABEL_CODES
+from .dicom_seg import write_dicom_seg
+from .dicom_sr import write_dicom_sr, write_dicom_sr_classification
 from .errors import ImageReadError
 from .figures import (
     LABEL_COLOURS,
@@ -47,7 +53,8 @@ from .transforms import (
 
 __all__ = [
     "png_bytes",
-    "SLICE_SPACING_RTOL",
+    "SLICE_JITTER_MM", "SLICE_SPACING_RTOL",
+    "LABEL_CODES", "CLASS_CODES", "write_dicom_seg", "write_dicom_sr", "write_dicom_sr_classification",
     "ImageReadError",
     "LABEL_COLOURS", "label_colour", "to_ras", "display_window",
     "save_overlay_png", "save_roc_png", "save_confusion_matrix_png", "save_heatmap_png",
