@@ -1,10 +1,10 @@
 """Do GAN samples help an X-ray classifier trained with scarce labels? Real only vs real + synthetic.
 
 For each seed, the same seeded fraction of the training labels (default 10%):
-1. trains the class-conditional GAN (`gan_synthesis_train.json`) on those labelled images only;
-2. samples `--synthetic_per_class` images per class from it (`gan_synthesis_inference.json`);
+1. trains the class-conditional GAN (`xray_synthesis_train.json`) on those labelled images only;
+2. samples `--synthetic_per_class` images per class from it (`xray_synthesis_inference.json`);
 3. trains the classifier twice from scratch on the same labelled images, without and with the
-   samples (`xray_train.json --synthetic_dir`), and tests both on the test split.
+   samples (`xray_classification_train.json --synthetic_dir`), and tests both on the test split.
 Writes a JSON and a Markdown table of test ROC AUC, sensitivity and specificity. Example:
 
     python scripts/gan_augmentation_experiment.py --dataset_dir /tmp/xray_synth --output_dir runs/gan_augmentation

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """T1 -> T2-like registration on known synthetic warps: GAN translation vs mutual information vs SimpleITK vs none.
 
-Two arms are trained by `gan_registration_train.json` (`python -m monai.bundle run`, same data and
+Two arms are trained by `mri_registration_train.json` (`python -m monai.bundle run`, same data and
 seed): the GAN helper (pix2pix translator of the fixed contrast to T1, then LocalNet on LNCC) and
 the same LocalNet on mutual information without a translator. Each is scored as trained (one pass)
 and with the inference config's per-pair refinement, next to no registration and SimpleITK's
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from train_demo_weights import finish
 
 from monai_bundle.apps import runner
+from monai_bundle.apps.demo_weights import finish
 from monai_bundle.apps.experiments import run
 from monai_bundle.data import sample_data
 from monai_bundle.engines import load_weights
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install", action="store_true", help="ship the GAN arm's weights (float16) as the demo weights")
     args = parser.parse_args(argv)
 
-    dataset = reg.write_icbm_slices(sample_data.cache_dir() / "datasets" / TASK)
+    dataset = sample_data.cache_dir() / "datasets" / TASK
+    run(TASK, "prepare", dataset_dir=dataset)
     test = reg.load_slices(dataset, "test")
     held_out = reg.SyntheticWarpDataset(test, args.warps_per_slice * len(test["t1"]), seed=10**6 + args.seed)
     items = [held_out[i] for i in range(len(held_out))]
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             methods[f"{arm}: {label}"] = lambda item, model=model: model(item["pair"][None])[0].numpy()
     table = compare(methods, items)
     results = {"task": TASK, "data": reg.__doc__.split("\n\n")[1], "held_out_pairs": len(items),
-               "settings": {**vars(args), "output_dir": str(args.output_dir), "train_config": "gan_registration_train.json defaults"},
+               "settings": {**vars(args), "output_dir": str(args.output_dir), "train_config": "mri_registration_train.json defaults"},
                "results": table}
     write_text_atomic(args.output_dir / "gan_registration.json", json.dumps(results, indent=2) + "\n")
     write_text_atomic(args.output_dir / "gan_registration.md", markdown_table(table) + "\n")

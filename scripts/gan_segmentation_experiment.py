@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does an adversarial term help segmentation? The same network with and without it, same data and seeds.
 
-For each seed, the task's `adversarial_train` workflow (train.json + gan_segmentation_train.json, plus
+For each seed, the task's `adversarial_train` workflow (inference.json + train.json + adversarial_train.json, plus
 the task overlay) is run twice: `--adversarial_weight 0` (exactly MONAI's SupervisedTrainer) and the
 chosen weight. Each best checkpoint is scored on the held-out test split by the task's evaluate
 workflow (Dice and HD95 in mm per label); a JSON and a Markdown table are written.

@@ -5,7 +5,7 @@
     python scripts/train_denoise_demo_weights.py --pretrained-weights W.pt --max-epochs 300 --g-learning-rate 1e-4
                                                                   # fine-tune from W (cosine schedule again)
 
-Pairs: `monai_bundle.tasks.ct_denoising.write_denoise_dataset` (simulated low dose of the real sample CTs;
+Pairs: the task's `prepare` workflow (`write_denoise_dataset`: simulated low dose of the real sample CTs;
 the held-out CT is another patient). Every step is a `python -m monai.bundle run` of the bundle's
 configs; the held-out report (denoiser, low-dose input and classical baselines, PSNR/SSIM) goes
 to docs/results/ct_denoising.json with the training settings.
@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from train_demo_weights import bundle, finish
-
+from monai_bundle.apps.demo_weights import finish
+from monai_bundle.apps.experiments import run
 from monai_bundle.data import sample_data
-from monai_bundle.tasks.ct_denoising import write_denoise_dataset
 
 TASK = "ct_denoising"
 
@@ -36,20 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="score (and install) this checkpoint instead of training")
     parser.add_argument("--install", action="store_true", help="copy the weights (float16) into monai_bundle/models")
     args = parser.parse_args(argv)
-    dataset = write_denoise_dataset(sample_data.cache_dir() / "datasets" / TASK)
+    dataset = sample_data.cache_dir() / "datasets" / TASK
+    run(TASK, "prepare", stream=True, dataset_dir=dataset)
     started = time.monotonic()
     checkpoint = args.checkpoint
     if checkpoint is None:
         start = {"pretrained_weights": args.pretrained_weights.resolve()} if args.pretrained_weights else {}
-        bundle(TASK, "train", dataset_dir=dataset, output_dir=args.work_dir, max_epochs=args.max_epochs,
-               g_learning_rate=args.g_learning_rate, **start)
+        run(TASK, "train", stream=True, dataset_dir=dataset, output_dir=args.work_dir, max_epochs=args.max_epochs,
+            g_learning_rate=args.g_learning_rate, **start)
         checkpoint = args.work_dir / "models" / "model.pt"
-    bundle(TASK, "evaluate", dataset_dir=dataset, output_dir=args.work_dir / "eval", checkpoint=checkpoint)
+    run(TASK, "evaluate", stream=True, dataset_dir=dataset, output_dir=args.work_dir / "eval", checkpoint=checkpoint)
     report = json.loads((args.work_dir / "eval" / "report.json").read_text())
     results = {"task": TASK, "data": json.loads((dataset / "dataset.json").read_text())["description"],
                "training": {"max_epochs": args.max_epochs, "g_learning_rate": args.g_learning_rate,
                             "pretrained_weights": str(args.pretrained_weights) if args.pretrained_weights else None,
-                            "config": "gan_denoise_train.json defaults"},
+                            "config": "ct_denoising_train.json defaults"},
                "training_minutes": round((time.monotonic() - started) / 60, 1) if args.checkpoint is None else None,
                "held_out": report}
     return finish(TASK, checkpoint, results, args.install, half=True)

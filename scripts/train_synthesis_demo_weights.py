@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=weights)
         reports[name] = json.loads((args.work_dir / f"eval_{name}" / "report.json").read_text())
     results = {"task": TASK, "data": f"synthetic X-ray set {args.dataset_dir} (medimg-make-xray-set defaults)",
-               "training": {"max_epochs": args.max_epochs, "config": "gan_synthesis_train.json defaults"},
+               "training": {"max_epochs": args.max_epochs, "config": "xray_synthesis_train.json defaults"},
                "training_minutes": minutes if args.checkpoint is None else None,
                "report": reports["trained"], "untrained_generator_report": reports["untrained"]}
     return finish(TASK, checkpoint, results, args.install, half=True)

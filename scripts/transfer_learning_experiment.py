@@ -2,7 +2,7 @@
 
 1. Pre-train the X-ray classifier on the training images *outside* a labelled fraction (default 90%).
 2. For each seed, train on the labelled fraction only (default 10%): once from scratch, once
-   fine-tuned from the pre-trained weights (`xray_finetune.json`).
+   fine-tuned from the pre-trained weights (`xray_classification_finetune.json`).
 3. Evaluate every model on the test split and write a JSON + a Markdown table of test ROC AUC,
    sensitivity and specificity.
 

@@ -91,8 +91,8 @@ def test_adversarial_training_learns_to_segment_known_shapes():
 def test_gan_segmentation_config_trains_ct_through_the_bundle_cli(phantom_dataset, tmp_path):
     from helpers import PHANTOM_CLASSES
 
-    bundle_run(["train.json", "gan_segmentation_train.json"], dataset_dir=phantom_dataset, output_dir=tmp_path,
-               class_names=repr(PHANTOM_CLASSES), **TINY_3D)
+    bundle_run(["inference.json", "train.json", "adversarial_train.json"], dataset_dir=phantom_dataset,
+               output_dir=tmp_path, class_names=repr(PHANTOM_CLASSES), **TINY_3D)
     assert (tmp_path / "models" / "model.pt").is_file()
 
 
@@ -103,6 +103,6 @@ def mri_phantoms(tmp_path_factory):
 
 def test_gan_segmentation_config_trains_brain_mri_through_the_bundle_cli(mri_phantoms, tmp_path):
     assert len(MRI_PHANTOM_LABELS) == 4  # the brain task's four classes
-    bundle_run(["train.json", "mri_brain.json", "gan_segmentation_train.json"], dataset_dir=mri_phantoms,
-               output_dir=tmp_path, val_fraction=0.34, **TINY_3D)
+    bundle_run(["inference.json", "mri_brain_segmentation.json", "train.json", "adversarial_train.json"],
+               dataset_dir=mri_phantoms, output_dir=tmp_path, val_fraction=0.34, **TINY_3D)
     assert (tmp_path / "models" / "model.pt").is_file()

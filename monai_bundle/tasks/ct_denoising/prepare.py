@@ -15,7 +15,7 @@ from monai_bundle.tasks.ct_denoising.data import pair_datalist, write_denoise_da
 
 logger = logging.getLogger(__name__)
 
-PREPARE_COMMAND = "python -m monai_bundle.runner --task ct_denoising --workflow prepare"
+PREPARE_COMMAND = "python -m monai_bundle.apps.runner --task ct_denoising --workflow prepare"
 
 
 def prepare_dataset(dataset_dir: str | os.PathLike) -> Path:

@@ -17,7 +17,7 @@ from monai_bundle.tasks.mri_registration.data import load_slices, write_icbm_sli
 
 logger = logging.getLogger(__name__)
 
-PREPARE_COMMAND = "python -m monai_bundle.runner --task mri_registration --workflow prepare"
+PREPARE_COMMAND = "python -m monai_bundle.apps.runner --task mri_registration --workflow prepare"
 
 
 def prepare_dataset(dataset_dir: str | os.PathLike) -> Path:

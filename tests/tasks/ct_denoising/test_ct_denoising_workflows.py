@@ -14,7 +14,8 @@ from monai.networks.nets import PatchDiscriminator
 
 from monai_bundle.engines import Pix2PixTrainer
 from monai_bundle.io import read_header, read_image, write_image
-from monai_bundle.tasks.ct_denoising import ResidualUNet, lowdose
+from monai_bundle.tasks import ct_denoising as lowdose
+from monai_bundle.tasks.ct_denoising import ResidualUNet
 
 TINY = {"patch_size": [32, 32], "patches_per_volume": 4, "batch_size": 4, "max_epochs": 2, "epoch_length": 2}
 
@@ -64,17 +65,18 @@ def test_pix2pix_trainer_learns_to_remove_noise():
 
 
 def test_train_evaluate_and_infer_through_the_bundle_cli(pairs, tmp_path):
-    bundle_run(["gan_denoise_train.json"], dataset_dir=pairs, prepare_data=False, output_dir=tmp_path / "train", **TINY)
+    bundle_run(["ct_denoising_inference.json", "ct_denoising_train.json"], dataset_dir=pairs,
+               output_dir=tmp_path / "train", **TINY)
     checkpoint = tmp_path / "train" / "models" / "model.pt"
     assert checkpoint.is_file()
-    bundle_run(["gan_denoise_inference.json", "gan_denoise_evaluate.json"], dataset_dir=pairs, prepare_data=False,
+    bundle_run(["ct_denoising_inference.json", "ct_denoising_evaluate.json"], dataset_dir=pairs,
                output_dir=tmp_path / "eval", checkpoint=checkpoint)
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     case = report["cases"][0]
     assert report["hu_window"] == [-1000, 1000]
     assert {"denoiser", "low_dose_input", *lowdose.classical_denoisers()} <= set(case)
     source = pairs / "test" / "ct_lowdose.nii.gz"
-    bundle_run(["gan_denoise_inference.json"], dataset_dir=source, output_dir=tmp_path / "out", checkpoint=checkpoint)
+    bundle_run(["ct_denoising_inference.json"], dataset_dir=source, output_dir=tmp_path / "out", checkpoint=checkpoint)
     result = tmp_path / "out" / "ct_lowdose_denoised.nii.gz"
     shape, affine, _ = read_header(result)
     source_shape, source_affine, _ = read_header(source)

@@ -63,8 +63,8 @@ def test_ckpt_export_to_torchscript(tmp_path):
 def trained_phantom_model(phantom_dataset, tmp_path_factory):
     """Train the segmentation config on synthetic phantoms through MONAI's CLI; return (output dir, checkpoint)."""
     out = tmp_path_factory.mktemp("train")
-    bundle_run(["train.json"], dataset_dir=phantom_dataset, output_dir=out, max_epochs=120, val_interval=20,
-               learning_rate=0.003, **TINY)
+    bundle_run(["inference.json", "train.json"], dataset_dir=phantom_dataset, output_dir=out, max_epochs=120,
+               val_interval=20, learning_rate=0.003, **TINY)
     checkpoint = out / "models" / "model.pt"
     assert checkpoint.is_file()
     return out, checkpoint
@@ -74,7 +74,8 @@ def test_training_learns_phantom_anatomy(trained_phantom_model, phantom_dataset,
     """A learning test: fails if training, the loss or the data pipeline breaks."""
     _, checkpoint = trained_phantom_model
     out = tmp_path / "eval"
-    bundle_run(["evaluate.json"], dataset_dir=phantom_dataset, output_dir=out, checkpoint=checkpoint, **TINY)
+    bundle_run(["inference.json", "evaluate.json"], dataset_dir=phantom_dataset, output_dir=out, checkpoint=checkpoint,
+               **TINY)
     report = json.loads((out / "report.json").read_text())
     dice = report["metrics"]["mean_dice"]["per_label"]
     assert set(dice) == set(PHANTOM_CLASSES[1:])
@@ -141,7 +142,7 @@ def test_inference_keeps_oblique_and_flipped_geometry(trained_phantom_model, pha
 def test_multi_process_training_with_torchrun(phantom_dataset, tmp_path):
     """Two DDP processes on CPU (gloo) train one epoch and save a checkpoint that loads into the plain network."""
     out = tmp_path / "ddp"
-    files = [str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")]
+    files = [str(CONFIGS / name) for name in ("inference.json", "train.json", "multi_gpu_train.json")]
     run_cli([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
              "-m", "monai.bundle", "run", "--config_file", repr(files), "--dataset_dir", str(phantom_dataset),
              "--output_dir", str(out), "--max_epochs", "2", "--val_interval", "1",
@@ -153,7 +154,7 @@ def test_multi_process_training_with_torchrun(phantom_dataset, tmp_path):
 def test_runner_builds_the_same_command_the_cli_takes():
     command = runner.bundle_command("mri_brain_segmentation", "inference", dataset_dir="in", output_dir="out")
     assert command[1:4] == ["-m", "monai.bundle", "run"]
-    assert json.loads(command[5]) == [str(CONFIGS / "inference.json"), str(CONFIGS / "mri_brain.json")]
+    assert json.loads(command[5]) == [str(CONFIGS / "inference.json"), str(CONFIGS / "mri_brain_segmentation.json")]
     assert command[-4:] == ["--dataset_dir", "in", "--output_dir", "out"]
 
 

@@ -15,7 +15,7 @@ from monai.networks.nets import LocalNet, PatchDiscriminator, UNet
 from scipy import ndimage
 
 from monai_bundle.engines import Pix2PixTrainer
-from monai_bundle.io import image_io, read_header, write_image
+from monai_bundle.io import read_header, write_displacement_field, write_image
 from monai_bundle.tasks import mri_registration as reg
 
 
@@ -75,15 +75,15 @@ def test_folding_fraction_of_a_folded_field():
 
 def test_train_and_register_through_the_bundle_cli(slice_set, tmp_path):
     """A few steps of both stages (pix2pix translator, LocalNet); inference writes both outputs on the fixed grid."""
-    bundle_run(["gan_registration_train.json"], dataset_dir=slice_set, prepare_data=False, output_dir=tmp_path,
-               translator_epochs=1, max_epochs=1, epoch_length=2, batch_size=2)
+    bundle_run(["mri_registration_inference.json", "mri_registration_train.json"], dataset_dir=slice_set,
+               output_dir=tmp_path, translator_epochs=1, max_epochs=1, epoch_length=2, batch_size=2)
     checkpoint = tmp_path / "models" / "model.pt"
     item = reg.SyntheticWarpDataset(reg.load_slices(slice_set, "test"), 1, seed=5)[0]
     affine = np.array([[0.0, -2.0, 0.0, 40.0], [2.0, 0.0, 0.0, -30.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     moving, fixed = tmp_path / "t1.nii.gz", tmp_path / "t2.nrrd"
     write_image(item["pair"][0].numpy(), affine, moving)
     write_image(item["pair"][1].numpy(), affine, fixed)
-    bundle_run(["gan_registration_inference.json"], moving=moving, fixed=fixed, checkpoint=checkpoint,
+    bundle_run(["mri_registration_inference.json"], moving=moving, fixed=fixed, checkpoint=checkpoint,
                output_dir=tmp_path / "out")
     fixed_shape, fixed_affine, _ = read_header(fixed)
     warped_shape, warped_affine, _ = read_header(tmp_path / "out" / "t1_warped.nrrd")
@@ -99,8 +99,9 @@ def test_bad_input_file_gives_one_line_naming_it(tmp_path):
     write_image(np.zeros((16, 16), np.float32), np.eye(4), fixed)
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not an image")
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "gan_registration_inference.json"),
-               "--moving", str(broken), "--fixed", str(fixed), "--output_dir", str(tmp_path / "out")]
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+               str(CONFIGS / "mri_registration_inference.json"), "--moving", str(broken), "--fixed", str(fixed),
+               "--output_dir", str(tmp_path / "out")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -124,7 +125,7 @@ def test_displacement_field_file_holds_lps_millimetres_on_the_grid(tmp_path):
     affine = np.array([[-2.0, 0, 0, 50], [0, 3.0, 0, -20], [0, 0, 1.0, 7], [0, 0, 0, 1]])
     ddf = np.stack([np.full((4, 5), 1.5), np.full((4, 5), -1.0)])  # voxels along i and j
     ras = np.einsum("wc,c...->...w", affine[:3, :2], ddf)  # (-3, -3, 0) mm in RAS
-    image_io.write_displacement_field(ras, affine, tmp_path / "ddf.nii.gz")
+    write_displacement_field(ras, affine, tmp_path / "ddf.nii.gz")
     field = nib.load(tmp_path / "ddf.nii.gz")
     assert field.shape == (4, 5, 1, 1, 3) and np.allclose(field.affine, affine)
     assert np.allclose(field.get_fdata()[..., 0, 0, :], [3.0, 3.0, 0.0])

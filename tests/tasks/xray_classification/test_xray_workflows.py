@@ -38,8 +38,9 @@ def trained_xray(request, xray_set, tmp_path_factory) -> tuple[str, Path]:
     name = request.param
     out = tmp_path_factory.mktemp(f"xray-{name}")
     epochs = LEARNING[name]["max_epochs"]
-    bundle_run(["xray_train.json"], dataset_dir=xray_set, output_dir=out, network_name=name, early_stop_patience=epochs,
-               augment_prob=0.0, flip_prob=0.0, **LEARNING[name], **TINY)
+    bundle_run(["xray_classification_inference.json", "xray_classification_train.json"], dataset_dir=xray_set,
+               output_dir=out, network_name=name, early_stop_patience=epochs, augment_prob=0.0, flip_prob=0.0,
+               **LEARNING[name], **TINY)
     return name, out / "models" / "model.pt"
 
 
@@ -47,8 +48,8 @@ def test_each_network_learns_the_synthetic_set(trained_xray, xray_set, tmp_path)
     name, checkpoint = trained_xray
     card = json.loads(checkpoint.with_suffix(".json").read_text())
     assert card["network"] == name and 0.0 < card["threshold"] < 1.0
-    bundle_run(["xray_evaluate.json"], dataset_dir=xray_set, output_dir=tmp_path, checkpoint=checkpoint,
-               network_name=name, image_size=TINY["image_size"])
+    bundle_run(["xray_classification_inference.json", "xray_classification_evaluate.json"], dataset_dir=xray_set,
+               output_dir=tmp_path, checkpoint=checkpoint, network_name=name, image_size=TINY["image_size"])
     report = json.loads((tmp_path / "report.json").read_text())
     metrics = report["metrics"]
     assert metrics["n"] == 60 and metrics["threshold"] == pytest.approx(card["threshold"])
@@ -64,7 +65,9 @@ def test_finetune_from_trained_weights_with_few_labels(trained_xray, xray_set, t
     name, checkpoint = trained_xray
     if name != "seed_cnn":
         pytest.skip("one network is enough to exercise the fine-tune config")
-    files = [str(CONFIGS / "xray_train.json"), str(CONFIGS / "xray_finetune.json")]
+    workflow = ("xray_classification_inference.json", "xray_classification_train.json",
+                "xray_classification_finetune.json")
+    files = [str(CONFIGS / config) for config in workflow]
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(files), "--dataset_dir", str(xray_set),
                "--output_dir", str(tmp_path), "--pretrained_weights", str(checkpoint), "--network_name", name,
                "--label_fraction", "0.2", "--freeze_features", "True", "--max_epochs", "2"]
@@ -130,7 +133,7 @@ def test_shipped_weights_classify_the_real_radiograph_rg1(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     shutil.copy(fetch("rg1"), inputs / "RG1_UNCR.dcm")
-    bundle_run(["xray_inference.json"], dataset_dir=inputs, output_dir=tmp_path / "out")
+    bundle_run(["xray_classification_inference.json"], dataset_dir=inputs, output_dir=tmp_path / "out")
     (row,) = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
     assert 0.0 <= float(row["probability"]) <= 1.0 and row["predicted_class"] in ("normal", "pneumonia")
     heat = read_image(row["heatmap"])
