@@ -1,4 +1,4 @@
-"""`python -m monai_bundle.analysis`: the old name of `monai_bundle.apps.analysis`, kept so that existing commands work."""
+"""`python -m monai_bundle.analysis`: old name of `monai_bundle.apps.analysis`, kept for existing commands."""
 
 import sys
 

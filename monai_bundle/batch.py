@@ -1,4 +1,4 @@
-"""`python -m monai_bundle.batch`: the old name of `monai_bundle.apps.batch`, kept so that existing commands work."""
+"""`python -m monai_bundle.batch`: old name of `monai_bundle.apps.batch`, kept for existing commands."""
 
 import sys
 

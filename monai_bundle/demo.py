@@ -1,4 +1,4 @@
-"""`python -m monai_bundle.demo`: the old name of `monai_bundle.apps.demo`, kept so that existing commands work."""
+"""`python -m monai_bundle.demo`: old name of `monai_bundle.apps.demo`, kept for existing commands."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""`python -m monai_bundle.drr`: the old name of `monai_bundle.data.drr`, kept so that existing commands work."""
+"""`python -m monai_bundle.drr`: old name of `monai_bundle.data.drr`, kept for existing commands."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""`python -m monai_bundle.lowdose`: the old name of `python -m monai_bundle.tasks.ct_denoising`, kept so that existing commands work."""
+"""`python -m monai_bundle.lowdose`: old name of `monai_bundle.tasks.ct_denoising.cli`, kept for existing commands."""
 
 import sys
 

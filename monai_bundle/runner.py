@@ -1,4 +1,4 @@
-"""`python -m monai_bundle.runner`: the old name of `monai_bundle.apps.runner`, kept so that existing commands work."""
+"""`python -m monai_bundle.runner`: old name of `monai_bundle.apps.runner`, kept for existing commands."""
 
 import sys
 

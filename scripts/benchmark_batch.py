@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_bundle import engines
 from monai_bundle.apps import runner
 from monai_bundle.data import sample_data
-from monai_bundle import engines
 from monai_bundle.io import find_images, output_path, read_image, write_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=runner.DEFAULT_TASK)
     parser.add_argument("--n", type=int, default=20, help="volumes to process (default 20)")
-    parser.add_argument("--reference-n", type=int, help="per-file bundle runs to time (default: all --n); the rest is extrapolated")
-    parser.add_argument("--input", type=Path, help="take the first --n images below this folder instead of sample CT variants")
+    parser.add_argument(
+        "--reference-n", type=int, help="per-file bundle runs to time (default: all --n); the rest is extrapolated"
+    )
+    parser.add_argument(
+        "--input", type=Path, help="take the first --n images below this folder instead of sample CT variants"
+    )
     parser.add_argument("--workdir", type=Path, help="where inputs and outputs go (default: a temp folder, removed)")
     parser.add_argument("--device", help="passed to both sides (default: the config's)")
     parser.add_argument("--workers", type=int, default=2, help="medimg-batch --workers")
@@ -94,17 +98,37 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         what = f"{len(inputs)} variants of the real sample CT ts_ct (TotalSegmentator test CT, 3 mm)"
     reference_n = min(args.reference_n or len(inputs), len(inputs))
     device = ["--device", args.device] if args.device else []
-    print(f"machine : {os.cpu_count()} CPU cores ({engines.cpu_name()}), {platform.python_implementation()} {platform.python_version()}")
+    print(
+        f"machine : {os.cpu_count()} CPU cores ({engines.cpu_name()}), "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
     print(f"inputs  : {what}, shape {read_image(inputs[0]).array.shape}")
     print(f"task    : {args.task}, shipped weights, device {args.device or 'from the config'}", flush=True)
 
     batch_out, reference_out = work / "batch_out", work / "reference_out"
     shutil.rmtree(batch_out, ignore_errors=True)
     shutil.rmtree(reference_out, ignore_errors=True)
-    batch_s = timed([sys.executable, "-m", "monai_bundle.apps.batch", "--task", args.task, "--input", str(in_dir),
-                     "--output", str(batch_out), "--workers", str(args.workers), "--quiet", *device])
+    batch_s = timed(
+        [
+            sys.executable,
+            "-m",
+            "monai_bundle.apps.batch",
+            "--task",
+            args.task,
+            "--input",
+            str(in_dir),
+            "--output",
+            str(batch_out),
+            "--workers",
+            str(args.workers),
+            "--quiet",
+            *device,
+        ]
+    )
     per_batch = batch_s / len(inputs)
-    print(f"medimg-batch     : {len(inputs)} files in {batch_s:.1f} s = {per_batch:.2f} s/file (one process)", flush=True)
+    print(
+        f"medimg-batch     : {len(inputs)} files in {batch_s:.1f} s = {per_batch:.2f} s/file (one process)", flush=True
+    )
 
     reference_s = []
     for path in inputs[:reference_n]:
@@ -114,8 +138,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         reference_s.append(timed(runner.bundle_command(args.task, "inference", **overrides)))
     per_reference = sum(reference_s) / len(reference_s)
     note = f" (timed {reference_n}, extrapolated to {len(inputs)})" if reference_n < len(inputs) else ""
-    print(f"monai.bundle run : {len(inputs)} files in {per_reference * len(inputs):.1f} s = {per_reference:.2f} s/file "
-          f"(one process per file){note}")
+    print(
+        f"monai.bundle run : {len(inputs)} files in {per_reference * len(inputs):.1f} s = {per_reference:.2f} s/file "
+        f"(one process per file){note}"
+    )
     print(f"throughput ratio : {per_reference / per_batch:.1f}x (medimg-batch / once-per-file bundle runs)")
 
     same, agree = 0, []
@@ -124,7 +150,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         theirs = read_image(output_path(str(path), str(reference_out), "seg", None)).array
         same += bool(np.array_equal(ours, theirs))
         agree.append(float(np.mean(ours == theirs)))
-    print(f"agreement        : identical label maps for {same}/{reference_n} files (voxel agreement {min(agree):.4%} at worst)")
+    print(
+        f"agreement        : identical label maps for {same}/{reference_n} files "
+        f"(voxel agreement {min(agree):.4%} at worst)"
+    )
     return 0
 
 

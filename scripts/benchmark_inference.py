@@ -50,10 +50,10 @@ from monai.transforms import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from monai_bundle import engines
 from monai_bundle.apps import runner
 from monai_bundle.apps.batch import Pipeline
 from monai_bundle.data import sample_data
-from monai_bundle import engines
 from monai_bundle.io import read_image
 
 STAGES = ("load", "preprocess", "network", "postprocess", "save")
@@ -180,9 +180,12 @@ def reference_stages(output_dir: Path) -> Stages:
     parser.get_parsed_content("initialize")  # loads the verified weights into the config's network
     network = parser.get_parsed_content("network").eval()
     load = LoadImaged("image", image_only=True)
-    preprocess = [EnsureChannelFirstd("image"), Orientationd("image", axcodes="RAS"),
-                  Spacingd("image", pixdim=parser["pixdim"], mode="bilinear"),
-                  parser.get_parsed_content("intensity_transform")]
+    preprocess = [
+        EnsureChannelFirstd("image"),
+        Orientationd("image", axcodes="RAS"),
+        Spacingd("image", pixdim=parser["pixdim"], mode="bilinear"),
+        parser.get_parsed_content("intensity_transform"),
+    ]
     preprocessing = Compose([load, *preprocess])
     sliding = SlidingWindowInferer(roi_size=parser["roi_size"], sw_batch_size=4, overlap=0.5)
 
@@ -191,22 +194,39 @@ def reference_stages(output_dir: Path) -> Stages:
             item["pred"] = sliding(item["image"][None], network)[0]
         return item
 
-    postprocess = Compose([
-        Activationsd("pred", softmax=True),
-        Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
-        AsDiscreted("pred", argmax=True),
-        KeepLargestConnectedComponentd("pred", applied_labels=parser["largest_component_labels"], independent=True),
-    ])
-    save = SaveImaged("pred", output_dir=str(output_dir), output_postfix="reference", output_ext=".nii.gz",
-                      separate_folder=False, resample=False, print_log=False)
+    postprocess = Compose(
+        [
+            Activationsd("pred", softmax=True),
+            Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
+            AsDiscreted("pred", argmax=True),
+            KeepLargestConnectedComponentd("pred", applied_labels=parser["largest_component_labels"], independent=True),
+        ]
+    )
+    save = SaveImaged(
+        "pred",
+        output_dir=str(output_dir),
+        output_postfix="reference",
+        output_ext=".nii.gz",
+        separate_folder=False,
+        resample=False,
+        print_log=False,
+    )
 
     def saved(item):
         save(item)
         item["pred_path"] = save.saver.folder_layout.filename(subject=item["pred"].meta["filename_or_obj"])
         return item
 
-    return Stages("reference (MONAI zoo way, fp32)", load, Compose(preprocess), network, infer, postprocess, saved,
-                  output_key="pred_path")
+    return Stages(
+        "reference (MONAI zoo way, fp32)",
+        load,
+        Compose(preprocess),
+        network,
+        infer,
+        postprocess,
+        saved,
+        output_key="pred_path",
+    )
 
 
 def our_stages(output_dir: Path, precision: str) -> Stages:
@@ -215,8 +235,16 @@ def our_stages(output_dir: Path, precision: str) -> Stages:
     pipeline.load()
     load, *preprocess = pipeline.preprocessing.transforms
     *postprocess, save = pipeline.postprocessing.transforms
-    return Stages(f"ours ({precision})", load, Compose(preprocess), pipeline.network, pipeline.infer,
-                  Compose(postprocess), save, output_key="pred_path")
+    return Stages(
+        f"ours ({precision})",
+        load,
+        Compose(preprocess),
+        pipeline.network,
+        pipeline.infer,
+        Compose(postprocess),
+        save,
+        output_key="pred_path",
+    )
 
 
 def benchmark_ct(sample: str, repeats: int, work: Path, fp32_peak: float, bf16_peak: float) -> dict:
@@ -255,9 +283,12 @@ def benchmark_ct(sample: str, repeats: int, work: Path, fp32_peak: float, bf16_p
         peak = bf16_peak if key.endswith("bf16") else fp32_peak
         labels = np.asarray(read_image(entry["output"], ndim=3).array)
         summary["pipelines"][key] = {
-            "seconds": total, "run_seconds": [sum(t.values()) for t in entry["times"]], "stages": stages,
+            "seconds": total,
+            "run_seconds": [sum(t.values()) for t in entry["times"]],
+            "stages": stages,
             "peak_mib": entry["peak_bytes"] / 2**20,
-            "windows": entry["windows"], "gflop": gflop,
+            "windows": entry["windows"],
+            "gflop": gflop,
             "peak_fraction": gflop / stages["network"] / peak if stages["network"] else None,
             "dice_vs_reference": dice_per_label(labels, reference_labels, class_names),
         }
@@ -267,16 +298,23 @@ def benchmark_ct(sample: str, repeats: int, work: Path, fp32_peak: float, bf16_p
 
 def print_ct(summary: dict) -> None:
     reference = summary["pipelines"]["reference"]
-    print(f"\n  {'pipeline':<16}{'total s':>9}{'ratio':>8}" + "".join(f"{s:>12}" for s in STAGES)
-          + f"{'peak MiB':>10}{'windows':>9}{'GFLOP':>8}{'of peak':>9}")
+    print(
+        f"\n  {'pipeline':<16}{'total s':>9}{'ratio':>8}"
+        + "".join(f"{s:>12}" for s in STAGES)
+        + f"{'peak MiB':>10}{'windows':>9}{'GFLOP':>8}{'of peak':>9}"
+    )
     for key, p in summary["pipelines"].items():
-        print(f"  {key:<16}{p['seconds']:9.2f}{reference['seconds'] / p['seconds']:7.1f}x"
-              + "".join(f"{p['stages'][s]:12.2f}" for s in STAGES)
-              + f"{p['peak_mib']:10.0f}{p['windows']:9d}{p['gflop']:8.0f}{100 * p['peak_fraction']:8.0f}%")
+        print(
+            f"  {key:<16}{p['seconds']:9.2f}{reference['seconds'] / p['seconds']:7.1f}x"
+            + "".join(f"{p['stages'][s]:12.2f}" for s in STAGES)
+            + f"{p['peak_mib']:10.0f}{p['windows']:9d}{p['gflop']:8.0f}{100 * p['peak_fraction']:8.0f}%"
+        )
     for key, p in summary["pipelines"].items():
         if key == "reference":
             continue
-        scores = ", ".join(f"{name} {'absent' if d is None else f'{d:.4f}'}" for name, d in p["dice_vs_reference"].items())
+        scores = ", ".join(
+            f"{name} {'absent' if d is None else f'{d:.4f}'}" for name, d in p["dice_vs_reference"].items()
+        )
         print(f"  Dice {key} vs reference: {scores}")
 
 
@@ -309,9 +347,11 @@ def benchmark_xray(repeats: int, n_images: int = 64, batch_size: int = 16) -> di
         seconds = statistics.median(_seconds(run) for _ in range(repeats))
         rates[name], outputs[name] = n_images / seconds, run()
     difference = float((outputs["ours"] - outputs["plain fp32 loop"]).abs().max())
-    print(f"\n== X-ray classifier ({parser['network_name']}, {size}x{size}, batch {batch_size}): "
-          + ", ".join(f"{name} {rate:.1f} images/s" for name, rate in rates.items())
-          + f"; ratio {rates['ours'] / rates['plain fp32 loop']:.1f}x; max |probability difference| {difference:.4f}")
+    print(
+        f"\n== X-ray classifier ({parser['network_name']}, {size}x{size}, batch {batch_size}): "
+        + ", ".join(f"{name} {rate:.1f} images/s" for name, rate in rates.items())
+        + f"; ratio {rates['ours'] / rates['plain fp32 loop']:.1f}x; max |probability difference| {difference:.4f}"
+    )
     return {"images_per_second": rates, "max_probability_difference": difference, "image_size": size}
 
 
@@ -342,9 +382,11 @@ def benchmark_training(repeats: int, steps: int = 6) -> dict:
         return steps / statistics.median(_seconds(epoch) for _ in range(repeats))
 
     rates = {"plain fp32 loop": steps_per_second(lambda x, net: net(x)), "ours": steps_per_second(inferer)}
-    print(f"\n== CT segmentation training ({batch} patches of {roi} per step): "
-          + ", ".join(f"{name} {rate:.2f} steps/s" for name, rate in rates.items())
-          + f"; ratio {rates['ours'] / rates['plain fp32 loop']:.1f}x")
+    print(
+        f"\n== CT segmentation training ({batch} patches of {roi} per step): "
+        + ", ".join(f"{name} {rate:.2f} steps/s" for name, rate in rates.items())
+        + f"; ratio {rates['ours'] / rates['plain fp32 loop']:.1f}x"
+    )
     return {"steps_per_second": rates, "patches_per_step": batch, "roi_size": roi}
 
 
@@ -360,14 +402,21 @@ def _seconds(run) -> float:
 def describe_machine() -> dict:
     name = engines.cpu_name()
     bf16 = engines.autocast_dtype("auto", "cpu") is not None
-    info = {"cpu": name, "cores_available": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "bf16_autocast": bf16,
-            "bf16_flags": sorted(engines.cpu_flags() & set(engines.CPU_BF16_FLAGS))}
+    info = {
+        "cpu": name,
+        "cores_available": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "bf16_autocast": bf16,
+        "bf16_flags": sorted(engines.cpu_flags() & set(engines.CPU_BF16_FLAGS)),
+    }
     info["fp32_peak_gflops"] = peak_gflops(torch.float32)
     info["bf16_peak_gflops"] = peak_gflops(torch.bfloat16)
-    print(f"{name}; {info['cores_available']} cores, torch {torch.__version__} with {info['torch_threads']} threads; "
-          f"bf16 autocast {'on' if bf16 else 'off'} (flags: {', '.join(info['bf16_flags']) or 'none'}); "
-          f"measured matmul peak fp32 {info['fp32_peak_gflops']:.0f} GFLOP/s, bf16 {info['bf16_peak_gflops']:.0f} GFLOP/s")
+    print(
+        f"{name}; {info['cores_available']} cores, torch {torch.__version__} with {info['torch_threads']} threads; "
+        f"bf16 autocast {'on' if bf16 else 'off'} (flags: {', '.join(info['bf16_flags']) or 'none'}); "
+        f"measured matmul peak fp32 {info['fp32_peak_gflops']:.0f} GFLOP/s, bf16 {info['bf16_peak_gflops']:.0f} GFLOP/s"
+    )
     return info
 
 
@@ -381,9 +430,16 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": describe_machine()}
     with tempfile.TemporaryDirectory(prefix="medimg-bench-") as work:
         if args.only in (None, "ct"):
-            results["ct"] = [benchmark_ct(sample, args.repeats, Path(work) / sample,
-                                          results["machine"]["fp32_peak_gflops"], results["machine"]["bf16_peak_gflops"])
-                             for sample in args.samples]
+            results["ct"] = [
+                benchmark_ct(
+                    sample,
+                    args.repeats,
+                    Path(work) / sample,
+                    results["machine"]["fp32_peak_gflops"],
+                    results["machine"]["bf16_peak_gflops"],
+                )
+                for sample in args.samples
+            ]
     if args.only in (None, "xray"):
         results["xray"] = benchmark_xray(args.repeats)
     if args.only in (None, "train"):

@@ -47,18 +47,42 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         labels = {"label_fraction": args.label_fraction, "label_subset": "labelled", "label_seed": seed, "seed": seed}
-        generator = train("xray_synthesis", out / f"gan-seed{seed}", dataset_dir=args.dataset_dir,
-                          max_epochs=args.gan_epochs, **labels)
+        generator = train(
+            "xray_synthesis",
+            out / f"gan-seed{seed}",
+            dataset_dir=args.dataset_dir,
+            max_epochs=args.gan_epochs,
+            **labels,
+        )
         samples = out / f"synthetic-seed{seed}"
         if not (samples / "samples.csv").is_file():
-            run("xray_synthesis", "sample", checkpoint=generator, output_dir=samples,
-                num_samples=args.synthetic_per_class, seed=seed)
+            run(
+                "xray_synthesis",
+                "sample",
+                checkpoint=generator,
+                output_dir=samples,
+                num_samples=args.synthetic_per_class,
+                seed=seed,
+            )
         for method, extra in zip(METHODS, ({}, {"synthetic_dir": samples}), strict=True):
             name = f"{method.replace(' ', '').replace('+', '-')}-seed{seed}"
-            checkpoint = train("xray_classification", out / name, **common, max_epochs=args.epochs,
-                               early_stop_patience=args.epochs, **labels, **extra)
+            checkpoint = train(
+                "xray_classification",
+                out / name,
+                **common,
+                max_epochs=args.epochs,
+                early_stop_patience=args.epochs,
+                **labels,
+                **extra,
+            )
             metrics = evaluate_classifier(checkpoint, out / f"{name}-test", **common)
-            rows.append({"method": method, "seed": seed, **{k: metrics[k] for k in ("roc_auc", "sensitivity", "specificity", "n")}})
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    **{k: metrics[k] for k in ("roc_auc", "sensitivity", "specificity", "n")},
+                }
+            )
             print(f"{method}, seed {seed}: test AUC {metrics['roc_auc']:.3f}", flush=True)
 
     result = {"settings": vars(args), "runs": rows, "summary": summarise(rows, METHODS)}

@@ -68,11 +68,15 @@ def compare(methods: dict, items: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def markdown_table(table: dict) -> str:
-    lines = ["| method | displacement error (mm) | 95th pct. (mm) | Dice GM | Dice WM | folding (% px) | s / pair |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | displacement error (mm) | 95th pct. (mm) | Dice GM | Dice WM | folding (% px) | s / pair |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in table.items():
-        lines.append(f"| {name} | {row['error_mm']:.2f} | {row['error_p95_mm']:.2f} | {row['dice_grey_matter']:.3f} | "
-                     f"{row['dice_white_matter']:.3f} | {100 * row['folding_fraction']:.3f} | {row['seconds_per_pair']:.2f} |")
+        lines.append(
+            f"| {name} | {row['error_mm']:.2f} | {row['error_p95_mm']:.2f} | {row['dice_grey_matter']:.3f} | "
+            f"{row['dice_white_matter']:.3f} | {100 * row['folding_fraction']:.3f} | {row['seconds_per_pair']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -82,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warps-per-slice", type=int, default=2, help="held-out warps per held-out slice")
     parser.add_argument("--refine-steps", type=int, default=100)
-    parser.add_argument("--install", action="store_true", help="ship the GAN arm's weights (float16) as the demo weights")
+    parser.add_argument(
+        "--install", action="store_true", help="ship the GAN arm's weights (float16) as the demo weights"
+    )
     args = parser.parse_args(argv)
 
     dataset = sample_data.cache_dir() / "datasets" / TASK
@@ -90,21 +96,33 @@ def main(argv: list[str] | None = None) -> int:
     test = reg.load_slices(dataset, "test")
     held_out = reg.SyntheticWarpDataset(test, args.warps_per_slice * len(test["t1"]), seed=10**6 + args.seed)
     items = [held_out[i] for i in range(len(held_out))]
-    methods = {"no registration": lambda item: np.zeros_like(item["ddf"].numpy()),
-               "true displacement (ceiling)": lambda item: item["ddf"].numpy(),
-               "SimpleITK B-spline, Mattes MI": lambda item: reg.sitk_bspline(*item["pair"].numpy())}
+    methods = {
+        "no registration": lambda item: np.zeros_like(item["ddf"].numpy()),
+        "true displacement (ceiling)": lambda item: item["ddf"].numpy(),
+        "SimpleITK B-spline, Mattes MI": lambda item: reg.sitk_bspline(*item["pair"].numpy()),
+    }
     checkpoints = {}
     for arm, use_translator in ARMS.items():
         started = time.monotonic()
-        checkpoints[arm] = train(args.output_dir / ("gan" if use_translator else "mutual_information"), use_translator, args.seed)
+        checkpoints[arm] = train(
+            args.output_dir / ("gan" if use_translator else "mutual_information"), use_translator, args.seed
+        )
         print(f"{arm}: trained in {(time.monotonic() - started) / 60:.1f} min", flush=True)
         for steps, label in ((0, "LocalNet"), (args.refine_steps, f"LocalNet + {args.refine_steps} refinement steps")):
             model = network(checkpoints[arm], use_translator, steps)
             methods[f"{arm}: {label}"] = lambda item, model=model: model(item["pair"][None])[0].numpy()
     table = compare(methods, items)
-    results = {"task": TASK, "data": reg.__doc__.split("\n\n")[1], "held_out_pairs": len(items),
-               "settings": {**vars(args), "output_dir": str(args.output_dir), "train_config": "mri_registration_train.json defaults"},
-               "results": table}
+    results = {
+        "task": TASK,
+        "data": reg.__doc__.split("\n\n")[1],
+        "held_out_pairs": len(items),
+        "settings": {
+            **vars(args),
+            "output_dir": str(args.output_dir),
+            "train_config": "mri_registration_train.json defaults",
+        },
+        "results": table,
+    }
     write_text_atomic(args.output_dir / "gan_registration.json", json.dumps(results, indent=2) + "\n")
     write_text_atomic(args.output_dir / "gan_registration.md", markdown_table(table) + "\n")
     print(markdown_table(table))

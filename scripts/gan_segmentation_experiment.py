@@ -37,19 +37,35 @@ def held_out_scores(report: dict) -> dict:
 
 def markdown_table(rows: list[dict], labels: list[str]) -> str:
     """One row per arm and seed, then the mean of each arm over seeds."""
-    head = ["training", "seed", *[f"Dice {label}" for label in labels], "mean Dice", "mean HD95 (mm)", "training minutes"]
+    head = [
+        "training",
+        "seed",
+        *[f"Dice {label}" for label in labels],
+        "mean Dice",
+        "mean HD95 (mm)",
+        "training minutes",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["arm"], str(row["seed"]), *[f"{row['dice'][label]:.3f}" for label in labels],
-                 f"{row['mean_dice']:.3f}", f"{row['mean_hd95_mm']:.2f}", f"{row['minutes']:.1f}"]
+        cells = [
+            row["arm"],
+            str(row["seed"]),
+            *[f"{row['dice'][label]:.3f}" for label in labels],
+            f"{row['mean_dice']:.3f}",
+            f"{row['mean_hd95_mm']:.2f}",
+            f"{row['minutes']:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     for arm in dict.fromkeys(row["arm"] for row in rows):
         mine = [row for row in rows if row["arm"] == arm]
-        cells = [f"**{arm}, mean**", f"{len(mine)} seeds",
-                 *[f"{statistics.mean(r['dice'][label] for r in mine):.3f}" for label in labels],
-                 f"**{statistics.mean(r['mean_dice'] for r in mine):.3f}**",
-                 f"**{statistics.mean(r['mean_hd95_mm'] for r in mine):.2f}**",
-                 f"{statistics.mean(r['minutes'] for r in mine):.1f}"]
+        cells = [
+            f"**{arm}, mean**",
+            f"{len(mine)} seeds",
+            *[f"{statistics.mean(r['dice'][label] for r in mine):.3f}" for label in labels],
+            f"**{statistics.mean(r['mean_dice'] for r in mine):.3f}**",
+            f"**{statistics.mean(r['mean_hd95_mm'] for r in mine):.2f}**",
+            f"{statistics.mean(r['minutes'] for r in mine):.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -67,29 +83,60 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     dataset = PREPARE[args.task](sample_data.cache_dir() / "datasets" / args.task)
-    settings = {"max_epochs": args.max_epochs, "train#trainer#epoch_length": args.epoch_length,
-                "val_interval": args.val_interval, "batch_size": 1}
+    settings = {
+        "max_epochs": args.max_epochs,
+        "train#trainer#epoch_length": args.epoch_length,
+        "val_interval": args.val_interval,
+        "batch_size": 1,
+    }
     rows = []
     for seed in args.seeds:
-        for arm, weight in (("plain DiceCE", 0.0), (f"DiceCE + {args.adversarial_weight:g} x adversarial", args.adversarial_weight)):
+        for arm, weight in (
+            ("plain DiceCE", 0.0),
+            (f"DiceCE + {args.adversarial_weight:g} x adversarial", args.adversarial_weight),
+        ):
             out = args.output_dir / f"seed{seed}_weight{weight:g}"
             marker = out / "training_minutes.txt"  # runs that finished are not trained again
             if not marker.is_file():
                 started = time.monotonic()
-                bundle(args.task, "adversarial_train", dataset_dir=dataset, output_dir=out, seed=seed,
-                       adversarial_weight=weight, **settings)
+                bundle(
+                    args.task,
+                    "adversarial_train",
+                    dataset_dir=dataset,
+                    output_dir=out,
+                    seed=seed,
+                    adversarial_weight=weight,
+                    **settings,
+                )
                 marker.write_text(f"{(time.monotonic() - started) / 60:.2f}\n")
             minutes = float(marker.read_text())
-            bundle(args.task, "evaluate", dataset_dir=dataset, eval_split="test", output_dir=out / "test",
-                   checkpoint=out / "models" / "model.pt")
+            bundle(
+                args.task,
+                "evaluate",
+                dataset_dir=dataset,
+                eval_split="test",
+                output_dir=out / "test",
+                checkpoint=out / "models" / "model.pt",
+            )
             scores = held_out_scores(json.loads((out / "test" / "report.json").read_text()))
             rows.append({"arm": arm, "seed": seed, "adversarial_weight": weight, "minutes": minutes, **scores})
-            print(f"{arm} seed {seed}: held-out mean Dice {scores['mean_dice']:.3f}, HD95 {scores['mean_hd95_mm']:.2f} mm",
-                  flush=True)
+            print(
+                f"{arm} seed {seed}: held-out mean Dice {scores['mean_dice']:.3f}, "
+                f"HD95 {scores['mean_hd95_mm']:.2f} mm",
+                flush=True,
+            )
     labels = list(rows[0]["dice"])
-    result = {"task": args.task, "data": json.loads((dataset / "dataset.json").read_text())["description"],
-              "settings": {**vars(args), "output_dir": str(args.output_dir), "results": str(args.results),
-                           "training_overrides": settings}, "runs": rows}
+    result = {
+        "task": args.task,
+        "data": json.loads((dataset / "dataset.json").read_text())["description"],
+        "settings": {
+            **vars(args),
+            "output_dir": str(args.output_dir),
+            "results": str(args.results),
+            "training_overrides": settings,
+        },
+        "runs": rows,
+    }
     text = json.dumps(result, indent=2) + "\n"
     table = markdown_table(rows, labels)
     write_text_atomic(args.output_dir / "gan_segmentation.json", text)

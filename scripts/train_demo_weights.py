@@ -47,22 +47,38 @@ def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path) ->
     spec = json.loads((dataset / "dataset.json").read_text())
     results = {}
     if spec.get("test"):
-        run(task, "evaluate", stream=True, dataset_dir=dataset, eval_split="test", output_dir=work / "eval",
-            checkpoint=checkpoint)
+        run(
+            task,
+            "evaluate",
+            stream=True,
+            dataset_dir=dataset,
+            eval_split="test",
+            output_dir=work / "eval",
+            checkpoint=checkpoint,
+        )
         report = json.loads((work / "eval" / "report.json").read_text())
         results.update({"held_out_cases": [Path(c).name for c in report["cases"]], **report["metrics"]})
     for case in spec.get("test_brain_mask", []):
         image = dataset / case["image"]
         run(task, "inference", stream=True, dataset_dir=image, output_dir=work / "inference", checkpoint=checkpoint)
         predicted = output_path(str(image), str(work / "inference"), "seg", None)
-        results.setdefault("held_out_brain_mask_dice", {})[image.name] = brain_mask_dice(predicted, dataset / case["brain_mask"])
+        results.setdefault("held_out_brain_mask_dice", {})[image.name] = brain_mask_dice(
+            predicted, dataset / case["brain_mask"]
+        )
     return results
 
 
 def training_fit(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict:
     """Per-label Dice on the training volumes (a fit check, not a generalisation claim)."""
-    run(task, "evaluate", stream=True, dataset_dir=dataset, eval_split="training", output_dir=work / "fit",
-        checkpoint=checkpoint)
+    run(
+        task,
+        "evaluate",
+        stream=True,
+        dataset_dir=dataset,
+        eval_split="training",
+        output_dir=work / "fit",
+        checkpoint=checkpoint,
+    )
     return json.loads((work / "fit" / "report.json").read_text())["metrics"]["mean_dice"]["per_label"]
 
 
@@ -70,8 +86,10 @@ def re_evaluate(task: str, dataset: Path, work: Path) -> int:
     """Score the shipped weights again (after a config change) and rewrite the evaluation part of the results."""
     checkpoint = shipped_weights(task)
     results = json.loads(results_file(task).read_text())
-    results.update(training_fit_dice=training_fit(task, dataset, checkpoint, work),
-                   **evaluate_held_out(task, dataset, checkpoint, work))
+    results.update(
+        training_fit_dice=training_fit(task, dataset, checkpoint, work),
+        **evaluate_held_out(task, dataset, checkpoint, work),
+    )
     write_results(task, results)
     print(json.dumps(results, indent=2))
     return 0
@@ -83,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("runs"), help="training runs and reports go here")
     parser.add_argument("--max-epochs", type=int, help="override the default epoch count")
     parser.add_argument("--install", action="store_true", help="copy the weights into monai_bundle/models")
-    parser.add_argument("--re-evaluate", action="store_true",
-                        help="no training: score the shipped weights with the current configs and update the docs' figures")
+    parser.add_argument(
+        "--re-evaluate",
+        action="store_true",
+        help="no training: score the shipped weights with the current configs and update the docs' figures",
+    )
     args = parser.parse_args(argv)
 
     work = args.work_dir / f"demo_{args.task}"

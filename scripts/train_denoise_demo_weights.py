@@ -41,17 +41,31 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint
     if checkpoint is None:
         start = {"pretrained_weights": args.pretrained_weights.resolve()} if args.pretrained_weights else {}
-        run(TASK, "train", stream=True, dataset_dir=dataset, output_dir=args.work_dir, max_epochs=args.max_epochs,
-            g_learning_rate=args.g_learning_rate, **start)
+        run(
+            TASK,
+            "train",
+            stream=True,
+            dataset_dir=dataset,
+            output_dir=args.work_dir,
+            max_epochs=args.max_epochs,
+            g_learning_rate=args.g_learning_rate,
+            **start,
+        )
         checkpoint = args.work_dir / "models" / "model.pt"
     run(TASK, "evaluate", stream=True, dataset_dir=dataset, output_dir=args.work_dir / "eval", checkpoint=checkpoint)
     report = json.loads((args.work_dir / "eval" / "report.json").read_text())
-    results = {"task": TASK, "data": json.loads((dataset / "dataset.json").read_text())["description"],
-               "training": {"max_epochs": args.max_epochs, "g_learning_rate": args.g_learning_rate,
-                            "pretrained_weights": str(args.pretrained_weights) if args.pretrained_weights else None,
-                            "config": "ct_denoising_train.json defaults"},
-               "training_minutes": round((time.monotonic() - started) / 60, 1) if args.checkpoint is None else None,
-               "held_out": report}
+    results = {
+        "task": TASK,
+        "data": json.loads((dataset / "dataset.json").read_text())["description"],
+        "training": {
+            "max_epochs": args.max_epochs,
+            "g_learning_rate": args.g_learning_rate,
+            "pretrained_weights": str(args.pretrained_weights) if args.pretrained_weights else None,
+            "config": "ct_denoising_train.json defaults",
+        },
+        "training_minutes": round((time.monotonic() - started) / 60, 1) if args.checkpoint is None else None,
+        "held_out": report,
+    }
     return finish(TASK, checkpoint, results, args.install, half=True)
 
 

@@ -43,8 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     checkpoint = args.checkpoint
     if checkpoint is None:
-        run(TASK, "train", stream=True, dataset_dir=args.dataset_dir, output_dir=args.work_dir,
-            max_epochs=args.max_epochs)
+        run(
+            TASK,
+            "train",
+            stream=True,
+            dataset_dir=args.dataset_dir,
+            output_dir=args.work_dir,
+            max_epochs=args.max_epochs,
+        )
         checkpoint = args.work_dir / "models" / "model.pt"
     minutes = round((time.monotonic() - started) / 60, 1)
     torch.manual_seed(0)
@@ -53,13 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     torch.save(ConditionalGenerator().state_dict(), untrained)
     reports = {}
     for name, weights in (("trained", checkpoint), ("untrained", untrained)):
-        run(TASK, "evaluate", stream=True, dataset_dir=args.dataset_dir, output_dir=args.work_dir / f"eval_{name}",
-            checkpoint=weights)
+        run(
+            TASK,
+            "evaluate",
+            stream=True,
+            dataset_dir=args.dataset_dir,
+            output_dir=args.work_dir / f"eval_{name}",
+            checkpoint=weights,
+        )
         reports[name] = json.loads((args.work_dir / f"eval_{name}" / "report.json").read_text())
-    results = {"task": TASK, "data": f"synthetic X-ray set {args.dataset_dir} (medimg-make-xray-set defaults)",
-               "training": {"max_epochs": args.max_epochs, "config": "xray_synthesis_train.json defaults"},
-               "training_minutes": minutes if args.checkpoint is None else None,
-               "report": reports["trained"], "untrained_generator_report": reports["untrained"]}
+    results = {
+        "task": TASK,
+        "data": f"synthetic X-ray set {args.dataset_dir} (medimg-make-xray-set defaults)",
+        "training": {"max_epochs": args.max_epochs, "config": "xray_synthesis_train.json defaults"},
+        "training_minutes": minutes if args.checkpoint is None else None,
+        "report": reports["trained"],
+        "untrained_generator_report": reports["untrained"],
+    }
     return finish(TASK, checkpoint, results, args.install, half=True)
 
 

@@ -44,15 +44,36 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     common = {"dataset_dir": args.dataset_dir, "network_name": args.network_name, "image_size": args.image_size}
     few = {"label_fraction": args.label_fraction, "label_seed": 0}
-    pretrained = train(TASK, out / "pretrain", "train", **common, max_epochs=args.pretrain_epochs, label_subset="rest", **few)
+    pretrained = train(
+        TASK, out / "pretrain", "train", **common, max_epochs=args.pretrain_epochs, label_subset="rest", **few
+    )
     rows = []
     for seed in args.seeds:
-        for method, workflow, extra in (("scratch", "train", {}), ("fine-tuned", "finetune", {"pretrained_weights": pretrained})):
+        for method, workflow, extra in (
+            ("scratch", "train", {}),
+            ("fine-tuned", "finetune", {"pretrained_weights": pretrained}),
+        ):
             name = f"{method}-seed{seed}"
-            checkpoint = train(TASK, out / name, workflow, **common, seed=seed, max_epochs=args.epochs,
-                               label_subset="labelled", early_stop_patience=args.epochs, **few, **extra)
+            checkpoint = train(
+                TASK,
+                out / name,
+                workflow,
+                **common,
+                seed=seed,
+                max_epochs=args.epochs,
+                label_subset="labelled",
+                early_stop_patience=args.epochs,
+                **few,
+                **extra,
+            )
             metrics = evaluate_classifier(checkpoint, out / f"{name}-test", **common)
-            rows.append({"method": method, "seed": seed, **{k: metrics[k] for k in ("roc_auc", "sensitivity", "specificity", "n")}})
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    **{k: metrics[k] for k in ("roc_auc", "sensitivity", "specificity", "n")},
+                }
+            )
             print(f"{name}: test AUC {metrics['roc_auc']:.3f}", flush=True)
 
     result = {"settings": vars(args), "runs": rows, "summary": summarise(rows, ["scratch", "fine-tuned"])}

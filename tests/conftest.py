@@ -15,10 +15,17 @@ CONFIGS = REPO / "monai_bundle" / "configs"
 
 def run_cli(args: list[str], cwd: Path = REPO, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
     """Run a real child process (the same Python), capture its output, and fail the test with it on error."""
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **env}
+    child_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        **env,
+    }
     result = subprocess.run(args, cwd=cwd, env=child_env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        pytest.fail(
+            f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 

@@ -17,9 +17,26 @@ from monai_bundle.apps import runner
 from conftest import CONFIGS, run_cli
 
 FACTS = {
-    "task", "class_names", "num_classes", "largest_component_labels", "pixdim", "roi_size", "slice_size",
-    "image_size", "spatial_size", "latent_size", "hu_window", "intensity_transform", "network_name", "network_def",
-    "generator_def", "translator_def", "registration_def", "similarity", "foreground_threshold", "flip_prob",
+    "task",
+    "class_names",
+    "num_classes",
+    "largest_component_labels",
+    "pixdim",
+    "roi_size",
+    "slice_size",
+    "image_size",
+    "spatial_size",
+    "latent_size",
+    "hu_window",
+    "intensity_transform",
+    "network_name",
+    "network_def",
+    "generator_def",
+    "translator_def",
+    "registration_def",
+    "similarity",
+    "foreground_threshold",
+    "flip_prob",
     "prepared_dataset_dir",
 }
 """Keys that state a fact of a task (what its network sees and predicts): declared by the task's base config."""
@@ -28,9 +45,16 @@ TASK_OVERLAY = "mri_brain_segmentation.json"
 """The one config that restates facts: mri_brain_segmentation's, over the default task's inference.json."""
 
 WORKFLOWS = [(task, workflow) for task, spec in runner.tasks().items() for workflow in spec["configs"]]
-ALIKE = [("ct_segmentation", "train"), ("ct_segmentation", "evaluate"), ("mri_brain_segmentation", "train"),
-         ("mri_brain_segmentation", "evaluate"), ("xray_classification", "train"), ("xray_classification", "evaluate"),
-         ("ct_denoising", "train"), ("ct_denoising", "evaluate")]
+ALIKE = [
+    ("ct_segmentation", "train"),
+    ("ct_segmentation", "evaluate"),
+    ("mri_brain_segmentation", "train"),
+    ("mri_brain_segmentation", "evaluate"),
+    ("xray_classification", "train"),
+    ("xray_classification", "evaluate"),
+    ("ct_denoising", "train"),
+    ("ct_denoising", "evaluate"),
+]
 
 
 def _base(task: str) -> list[str]:
@@ -87,11 +111,12 @@ def test_each_fact_is_stated_once_per_workflow(task, workflow):
                 continue
             earlier = defined.get(fact)
             assert earlier is None or (name == TASK_OVERLAY and earlier == files[0]), (
-                f"{task}/{workflow}: {fact!r} is stated in {earlier} and again in {name}")
+                f"{task}/{workflow}: {fact!r} is stated in {earlier} and again in {name}"
+            )
             defined[fact] = name
     if TASK_OVERLAY in files:
         overlay = set(_keys(TASK_OVERLAY))
-        for name in files[files.index(TASK_OVERLAY) + 1:]:
+        for name in files[files.index(TASK_OVERLAY) + 1 :]:
             clash = sorted(overlay & set(_keys(name)))
             assert not clash, f"{task}/{workflow}: {name} overrides {clash} of the MRI task"
 
@@ -130,8 +155,12 @@ def _deterministic_steps(compose: Compose) -> dict[str, list]:
 def _parameters(transform: Transform) -> dict[str, Any]:
     """The settings of a dictionary transform's array transform(s), keys excluded."""
     inner = [value for value in vars(transform).values() if isinstance(value, Transform)]
-    return {f"{type(t).__name__}.{k}": v for t in inner for k, v in vars(t).items()
-            if isinstance(v, (bool, int, float, str, tuple, list, type(None)))}
+    return {
+        f"{type(t).__name__}.{k}": v
+        for t in inner
+        for k, v in vars(t).items()
+        if isinstance(v, (bool, int, float, str, tuple, list, type(None)))
+    }
 
 
 @pytest.mark.parametrize(("task", "workflow"), ALIKE, ids="/".join)

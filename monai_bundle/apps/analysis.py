@@ -10,6 +10,7 @@ PROGRESS_PREFIX followed by JSON: {"stage": ..., "fraction": ...}, then one {"st
 "outputs": [...]} or {"stage": "failed", "error": "..."}. Everything else on stdout/stderr is log.
 Exit codes: 0 done, 1 the run failed, 2 bad arguments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,9 @@ def run_other_bundle(bundle: Path, input_path: Path, output_dir: Path, device: s
     run(config_file=str(config), meta_file=str(meta) if meta.is_file() else None, **overrides)
 
 
-def analyze(input_path: Path, output_dir: Path, task: str | None = None, bundle: Path | None = None,
-            device: str | None = None) -> list[str]:
+def analyze(
+    input_path: Path, output_dir: Path, task: str | None = None, bundle: Path | None = None, device: str | None = None
+) -> list[str]:
     """Run one task (or another bundle's inference) on one image; return the files it wrote."""
     if not input_path.exists():
         raise FileNotFoundError(f"{input_path}: input not found")

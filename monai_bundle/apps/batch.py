@@ -16,6 +16,7 @@ so a run killed at any moment leaves nothing truncated. `--shard i/n` (0-based i
 by a stable hash of their relative path; `merge-reports` joins the shard reports into one.
 Exit codes: 0 all inputs done or skipped, 1 some failed, 2 the run could not start (usage, config, weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,11 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -93,8 +95,11 @@ def task_kind(task: str) -> str:
 
 def batch_tasks() -> list[str]:
     """The tasks this tool can run: those with an inference workflow whose kind has a result summariser."""
-    return sorted(task for task, block in runner.tasks().items()
-                  if task_kind(task) in SUMMARISERS and "inference" in block["configs"])
+    return sorted(
+        task
+        for task, block in runner.tasks().items()
+        if task_kind(task) in SUMMARISERS and "inference" in block["configs"]
+    )
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,9 @@ def parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[in
     except ValueError:
         raise UsageError(f"--shard must be i/n (e.g. 0/4) or auto, not {text!r}") from None
     if not 0 <= i < n:
-        raise UsageError(f"--shard {text}: i is 0-based and must be in 0..{n - 1}" if n > 0 else "--shard: n must be >= 1")
+        raise UsageError(
+            f"--shard {text}: i is 0-based and must be in 0..{n - 1}" if n > 0 else "--shard: n must be >= 1"
+        )
     return i, n
 
 
@@ -358,18 +365,35 @@ class Outcome:
         return self
 
     def row(self) -> dict[str, Any]:
-        timings = {key: None if value is None else round(value, 3)
-                   for key, value in (("read_s", self.read_s), ("infer_s", self.infer_s), ("write_s", self.write_s))}
+        timings = {
+            key: None if value is None else round(value, 3)
+            for key, value in (("read_s", self.read_s), ("infer_s", self.infer_s), ("write_s", self.write_s))
+        }
         output = self.case.out_rel if self.status in ("done", "skipped") else ""
-        return {"input": self.case.rel, "output": output, "status": self.status, "error": self.error,
-                "note": "; ".join(self.notes), **timings, **self.results}
+        return {
+            "input": self.case.rel,
+            "output": output,
+            "status": self.status,
+            "error": self.error,
+            "note": "; ".join(self.notes),
+            **timings,
+            **self.results,
+        }
 
 
 class BatchRun:
     """Reads ahead on `workers` threads, runs the network on this one, writes on `workers` threads."""
 
-    def __init__(self, pipeline: Pipeline, cases: list[Case], journal: Journal, *, workers: int = 2,
-                 overwrite: bool = False, on_outcome: Callable[[Outcome], None] = lambda outcome: None):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        cases: list[Case],
+        journal: Journal,
+        *,
+        workers: int = 2,
+        overwrite: bool = False,
+        on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    ):
         self.pipeline, self.cases, self.journal = pipeline, cases, journal
         self.workers, self.overwrite, self.on_outcome = max(1, workers), overwrite, on_outcome
         self.started = time.time()
@@ -450,8 +474,16 @@ class BatchRun:
         del item
         if outcome.status == "done":
             try:
-                self.journal.append({"input": case.rel, "output": case.out_rel, "fingerprint": fingerprint(case.source),
-                                     "signature": self.signature, "results": outcome.results, "finished": time.time()})
+                self.journal.append(
+                    {
+                        "input": case.rel,
+                        "output": case.out_rel,
+                        "fingerprint": fingerprint(case.source),
+                        "signature": self.signature,
+                        "results": outcome.results,
+                        "finished": time.time(),
+                    }
+                )
             except OSError as error:
                 outcome.notes.append(f"not recorded for resuming ({error})")
         outcome.write_s = time.perf_counter() - start
@@ -531,8 +563,9 @@ def report_paths(output_dir: Path, shard: tuple[int, int] | None) -> tuple[Path,
     return output_dir / f"{stem}.csv", output_dir / f"{stem}.json"
 
 
-def write_report(output_dir: Path, shard: tuple[int, int] | None, header: dict, rows: list[dict],
-                 started: float | None = None) -> Path:
+def write_report(
+    output_dir: Path, shard: tuple[int, int] | None, header: dict, rows: list[dict], started: float | None = None
+) -> Path:
     """report(-shard-i-of-n).csv and .json, rows sorted by input, each file written atomically."""
     rows = sorted(rows, key=lambda row: row["input"])
     columns = list(REPORT_COLUMNS)
@@ -562,8 +595,10 @@ def merge_reports(output_dir: Path, n: int | None = None) -> Path:
         raise UsageError(f"{output_dir}: no report-shard-i-of-n.json files to merge")
     if n is None:
         if len(found) > 1:
-            raise UsageError(f"{output_dir}: shard reports of several splits ({', '.join(map(str, sorted(found)))}"
-                             " shards); choose one with --shards N")
+            raise UsageError(
+                f"{output_dir}: shard reports of several splits ({', '.join(map(str, sorted(found)))}"
+                " shards); choose one with --shards N"
+            )
         n = next(iter(found))
     missing = [i for i in range(n) if i not in found.get(n, {})]
     if missing:
@@ -574,20 +609,28 @@ def merge_reports(output_dir: Path, n: int | None = None) -> Path:
     if len(set(inputs)) != len(inputs):
         raise UsageError(f"{output_dir}: an input appears in more than one shard report")
     header = {key: reports[0].get(key) for key in ("tool", "task", "input_dir", "output_dir")}
-    header.update(shard=None, merged_from=[found[n][i].name for i in range(n)],
-                  seconds=max(report.get("seconds") or 0 for report in reports))
+    header.update(
+        shard=None,
+        merged_from=[found[n][i].name for i in range(n)],
+        seconds=max(report.get("seconds") or 0 for report in reports),
+    )
     return write_report(output_dir, None, header, rows)
 
 
 def _arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG,
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a bundle task over every NIfTI, NRRD, MetaImage file and DICOM series below a folder.",
         epilog="Any other --key value pair overrides the task's config, as with `monai.bundle run` "
-               "(e.g. --checkpoint my.pt --precision fp32).\n"
-               f"`{PROG} merge-reports OUT_DIR` joins the reports of --shard runs into report.csv/json.")
+        "(e.g. --checkpoint my.pt --precision fp32).\n"
+        f"`{PROG} merge-reports OUT_DIR` joins the reports of --shard runs into report.csv/json.",
+    )
     tasks = batch_tasks()
-    parser.add_argument("--task", default=runner.DEFAULT_TASK if runner.DEFAULT_TASK in tasks else tasks[0], choices=tasks)
+    parser.add_argument(
+        "--task", default=runner.DEFAULT_TASK if runner.DEFAULT_TASK in tasks else tasks[0], choices=tasks
+    )
     parser.add_argument("--input", required=True, type=Path, help="folder searched recursively (or one image file)")
     parser.add_argument("--output", required=True, type=Path, help="results mirror the input's folders here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's: a GPU if present)")
@@ -595,7 +638,9 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="torch compute threads (default: torch's choice)")
     parser.add_argument("--shard", help="i/n: run shard i (0-based) of n; auto: RANK/WORLD_SIZE (torchrun)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that are already complete")
-    parser.add_argument("--dry-run", action="store_true", help="list what would run and what would be skipped; write nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list what would run and what would be skipped; write nothing"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -661,7 +706,8 @@ def _batch_main(argv: list[str]) -> int:
     except UsageError:
         raise
     except Exception as error:
-        raise UsageError(f"cannot build the pipeline from the configs: {failure_reason(f'task {args.task}', error)}")
+        reason = failure_reason(f"task {args.task}", error)
+        raise UsageError(f"cannot build the pipeline from the configs: {reason}") from None
     cases = plan(args.input, args.output, pipeline.saver.output_postfix, pipeline.saver.output_ext)
     if not cases:
         raise UsageError(f"{args.input}: no NIfTI, NRRD, MetaImage or DICOM images found")
@@ -689,20 +735,27 @@ def _print_dry_run(outcomes: list[Outcome]) -> int:
             print(f"would fail  {outcome.error}")
         else:
             verb = "would run " if outcome.status == "to run" else "would skip"
-            print(f"{verb}  {case.rel} -> {case.out_rel}" + (f"  ({'; '.join(outcome.notes)})" if outcome.notes else ""))
+            print(
+                f"{verb}  {case.rel} -> {case.out_rel}" + (f"  ({'; '.join(outcome.notes)})" if outcome.notes else "")
+            )
     count = {status: sum(o.status == status for o in outcomes) for status in ("to run", "skipped", "failed")}
-    print(f"dry run: {count['to run']} to run, {count['skipped']} to skip (outputs complete), "
-          f"{count['failed']} failing header checks; nothing was written")
+    print(
+        f"dry run: {count['to run']} to run, {count['skipped']} to skip (outputs complete), "
+        f"{count['failed']} failing header checks; nothing was written"
+    )
     return 1 if count["failed"] else 0
 
 
-def _run(pipeline: Pipeline, cases: list[Case], journal: Journal, args: argparse.Namespace,
-         shard: tuple[int, int] | None) -> int:
+def _run(
+    pipeline: Pipeline, cases: list[Case], journal: Journal, args: argparse.Namespace, shard: tuple[int, int] | None
+) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     started = time.time()
-    bar = tqdm(total=len(cases), desc=pipeline.task, unit="image", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(cases), desc=pipeline.task, unit="image", file=sys.stderr, disable=args.quiet, dynamic_ncols=True
+    )
     failed = 0
 
     def on_outcome(outcome: Outcome) -> None:
@@ -717,9 +770,15 @@ def _run(pipeline: Pipeline, cases: list[Case], journal: Journal, args: argparse
     with logging_redirect_tqdm(), bar:
         outcomes = run.run()
     seconds = time.time() - started
-    header = {"tool": PROG, "task": pipeline.task, "input_dir": str(args.input.resolve()),
-              "output_dir": str(args.output.resolve()), "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)), "seconds": round(seconds, 1)}
+    header = {
+        "tool": PROG,
+        "task": pipeline.task,
+        "input_dir": str(args.input.resolve()),
+        "output_dir": str(args.output.resolve()),
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(seconds, 1),
+    }
     count = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
     print(f"{count['done']} done, {count['skipped']} skipped, {count['failed']} failed in {seconds:.1f} s")
     try:
@@ -727,7 +786,10 @@ def _run(pipeline: Pipeline, cases: list[Case], journal: Journal, args: argparse
     except OSError as error:
         print(f"{PROG}: cannot write the report: {error}", file=sys.stderr)
         return 1
-    print(f"report: {csv_path}" + (f" ({count['failed']} input(s) failed: see the error column)" if count["failed"] else ""))
+    print(
+        f"report: {csv_path}"
+        + (f" ({count['failed']} input(s) failed: see the error column)" if count["failed"] else "")
+    )
     return 1 if count["failed"] else 0
 
 

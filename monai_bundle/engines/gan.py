@@ -60,15 +60,34 @@ class Pix2PixTrainer(Trainer):
         kwargs: further arguments of MONAI's `Trainer`.
     """
 
-    def __init__(self, device: torch.device | str, max_epochs: int, train_data_loader: Iterable,
-                 g_network: nn.Module, d_network: nn.Module, g_optimizer: torch.optim.Optimizer,
-                 d_optimizer: torch.optim.Optimizer, recon_weight: float = 100.0, adversarial_weight: float = 1.0,
-                 label_smoothing: float = 0.9, precision: str = "auto", epoch_length: int | None = None,
-                 train_handlers: Sequence | None = None, prepare_batch: Callable = default_prepare_batch,
-                 **kwargs: Any) -> None:
-        super().__init__(device=device, max_epochs=max_epochs, data_loader=train_data_loader,
-                         epoch_length=epoch_length, prepare_batch=prepare_batch, handlers=train_handlers,
-                         decollate=False, **kwargs)
+    def __init__(
+        self,
+        device: torch.device | str,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        g_network: nn.Module,
+        d_network: nn.Module,
+        g_optimizer: torch.optim.Optimizer,
+        d_optimizer: torch.optim.Optimizer,
+        recon_weight: float = 100.0,
+        adversarial_weight: float = 1.0,
+        label_smoothing: float = 0.9,
+        precision: str = "auto",
+        epoch_length: int | None = None,
+        train_handlers: Sequence | None = None,
+        prepare_batch: Callable = default_prepare_batch,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            prepare_batch=prepare_batch,
+            handlers=train_handlers,
+            decollate=False,
+            **kwargs,
+        )
         self.g_network, self.d_network = g_network, d_network
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.recon_weight, self.adversarial_weight = float(recon_weight), float(adversarial_weight)
@@ -102,9 +121,16 @@ class Pix2PixTrainer(Trainer):
         g_loss = self.adversarial_weight * adv_loss + self.recon_weight * recon_loss
         g_loss.backward()
         self.g_optimizer.step()
-        return {Keys.IMAGE: inputs, Keys.LABEL: targets, Keys.PRED: fakes.detach(), Keys.LOSS: g_loss.item(),
-                "g_loss": g_loss.item(), "recon_loss": recon_loss.item(), "adv_loss": adv_loss.item(),
-                "d_loss": d_loss.item()}
+        return {
+            Keys.IMAGE: inputs,
+            Keys.LABEL: targets,
+            Keys.PRED: fakes.detach(),
+            Keys.LOSS: g_loss.item(),
+            "g_loss": g_loss.item(),
+            "recon_loss": recon_loss.item(),
+            "adv_loss": adv_loss.item(),
+            "d_loss": d_loss.item(),
+        }
 
 
 class SegmentationGANTrainer(SupervisedTrainer):
@@ -124,9 +150,16 @@ class SegmentationGANTrainer(SupervisedTrainer):
         kwargs: keyword arguments of MONAI's `SupervisedTrainer` (device, max_epochs, train_data_loader, ...).
     """
 
-    def __init__(self, *args: Any, d_network: nn.Module, d_optimizer: torch.optim.Optimizer,
-                 adversarial_weight: float = 0.1, label_smoothing: float = 0.9, precision: str = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        d_network: nn.Module,
+        d_optimizer: torch.optim.Optimizer,
+        adversarial_weight: float = 0.1,
+        label_smoothing: float = 0.9,
+        precision: str = "auto",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.d_network, self.d_optimizer = d_network, d_optimizer
         self.adversarial_weight = float(adversarial_weight)
@@ -148,8 +181,10 @@ class SegmentationGANTrainer(SupervisedTrainer):
         # discriminator: (image, reference) is real, (image, prediction) is fake
         self.d_network.train()
         self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss = 0.5 * (lsgan_loss(self._discriminate(image, reference), self.real_label)
-                        + lsgan_loss(self._discriminate(image, probabilities.detach()), 0.0))
+        d_loss = 0.5 * (
+            lsgan_loss(self._discriminate(image, reference), self.real_label)
+            + lsgan_loss(self._discriminate(image, probabilities.detach()), 0.0)
+        )
         d_loss.backward()
         self.d_optimizer.step()
         # segmentation network: also make its prediction look like a reference label map

@@ -33,5 +33,6 @@ class SkipNonFiniteSteps:
             for p in group["params"]:
                 p.grad = None  # optimizers skip parameters without a gradient
         self.skipped += 1
-        logger.warning("iteration %d: non-finite gradients, step skipped (%d so far)", engine.state.iteration,
-                       self.skipped)
+        logger.warning(
+            "iteration %d: non-finite gradients, step skipped (%d so far)", engine.state.iteration, self.skipped
+        )

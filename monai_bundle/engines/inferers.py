@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from itertools import combinations
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from monai.inferers import Inferer
@@ -31,16 +32,25 @@ class AutocastInferer(Inferer):
         channels_last: True, False or "auto" (see above).
     """
 
-    def __init__(self, inferer: Inferer, precision: str = "auto", device: torch.device | str | None = None,
-                 channels_last: bool | str = "auto") -> None:
+    def __init__(
+        self,
+        inferer: Inferer,
+        precision: str = "auto",
+        device: torch.device | str | None = None,
+        channels_last: bool | str = "auto",
+    ) -> None:
         self.inferer = inferer
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = autocast_dtype(precision, self.device)
         if channels_last == "auto":
             channels_last = self.dtype is None and self.device.type == "cpu"
         self.channels_last = bool(channels_last)
-        logger.info("inference precision: %s on %s%s", self.dtype or torch.float32, self.device,
-                    ", channels-last" if self.channels_last else "")
+        logger.info(
+            "inference precision: %s on %s%s",
+            self.dtype or torch.float32,
+            self.device,
+            ", channels-last" if self.channels_last else "",
+        )
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def forward(batch: torch.Tensor, *a: Any, **k: Any) -> Any:
@@ -73,8 +83,11 @@ class FlipEnsembleInferer(Inferer):
 
     def __init__(self, inferer: Inferer, spatial_axes: Sequence[int] = (0, 1)) -> None:
         self.inferer = inferer
-        self.flips = [tuple(axis + 2 for axis in subset)  # + batch and channel dims
-                      for size in range(len(spatial_axes) + 1) for subset in combinations(spatial_axes, size)]
+        self.flips = [
+            tuple(axis + 2 for axis in subset)  # + batch and channel dims
+            for size in range(len(spatial_axes) + 1)
+            for subset in combinations(spatial_axes, size)
+        ]
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def averaged(batch: torch.Tensor, *a: Any, **k: Any) -> torch.Tensor:

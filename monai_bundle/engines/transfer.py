@@ -1,11 +1,13 @@
 """Transfer learning: start a network from another model's weights, load what fits, say what did not."""
+
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ def _is_state_dict(state: Mapping) -> bool:
 def _strip_prefixes(name: str) -> str:
     for prefix in _WRAPPER_PREFIXES:
         while name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     return name
 
 
@@ -100,12 +102,23 @@ def load_matching_weights(
     frozen = freeze_layers(network, freeze)
     missing = [name for name in target if name not in source]
     report = {
-        "weights": str(path), "sha256": digest,
-        "loaded": len(loaded), "adapted": adapted, "skipped": skipped,
-        "not_in_weights": missing, "frozen_parameters": frozen,
+        "weights": str(path),
+        "sha256": digest,
+        "loaded": len(loaded),
+        "adapted": adapted,
+        "skipped": skipped,
+        "not_in_weights": missing,
+        "frozen_parameters": frozen,
     }
-    logger.info("transfer from %s: %d tensors loaded, %d adapted, %d skipped, %d left as initialised, "
-                "%d parameters frozen", path, len(loaded), len(adapted), len(skipped), len(missing), len(frozen))
+    logger.info(
+        "transfer from %s: %d tensors loaded, %d adapted, %d skipped, %d left as initialised, %d parameters frozen",
+        path,
+        len(loaded),
+        len(adapted),
+        len(skipped),
+        len(missing),
+        len(frozen),
+    )
     for line in skipped + [f"{name}: not in the weights" for name in missing]:
         logger.info("  not loaded: %s", line)
     if report_path:
@@ -115,8 +128,14 @@ def load_matching_weights(
 
 def _grey_first_conv(source: torch.Tensor, target: torch.Tensor) -> bool:
     """A conv weight [out, in, *k] trained on several input channels, wanted with one."""
-    return source.ndim >= 3 and source.ndim == target.ndim and target.shape[1] == 1 and source.shape[1] > 1 \
-        and source.shape[0] == target.shape[0] and source.shape[2:] == target.shape[2:]
+    return (
+        source.ndim >= 3
+        and source.ndim == target.ndim
+        and target.shape[1] == 1
+        and source.shape[1] > 1
+        and source.shape[0] == target.shape[0]
+        and source.shape[2:] == target.shape[2:]
+    )
 
 
 def freeze_layers(network: nn.Module, prefixes: Sequence[str]) -> list[str]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -21,8 +22,11 @@ def shipped_weights_sha256(metadata: Mapping[str, Any]) -> dict[str, str]:
         metadata: the bundle's metadata.json as a mapping (`@_meta_` in a config).
     """
     tasks = metadata.get("medimg", {}).get("tasks", {})
-    return {Path(task["weights"]).name: task["sha256"]
-            for task in tasks.values() if task.get("weights") and task.get("sha256")}
+    return {
+        Path(task["weights"]).name: task["sha256"]
+        for task in tasks.values()
+        if task.get("weights") and task.get("sha256")
+    }
 
 
 class WeightsError(RuntimeError):

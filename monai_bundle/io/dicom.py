@@ -199,8 +199,11 @@ def _frames(path: Path, file: Path, ds: Dataset) -> list[tuple[int | None, Datas
     frames = _frame_count(ds)
     if "PerFrameFunctionalGroupsSequence" not in ds:
         if frames > 1:
-            raise ImageReadError(path, f"{file.name}: multi-frame DICOM without per-frame functional groups "
-                                       "(no frame positions): cannot place its frames in space")
+            raise ImageReadError(
+                path,
+                f"{file.name}: multi-frame DICOM without per-frame functional groups "
+                "(no frame positions): cannot place its frames in space",
+            )
         return [(None, ds)]
     shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
     per_frame = ds.PerFrameFunctionalGroupsSequence
@@ -312,8 +315,11 @@ def _fit_grid(path: Path, positions: np.ndarray, normal: np.ndarray) -> _Grid:
         shift = _largest_shift(positions, origin, step, k)
     if shift > tolerance:
         gap_range = f"{gaps.min():.4g} to {gaps.max():.4g} mm"
-        raise ImageReadError(path, f"uneven slice spacing ({gap_range}): a slice lies {shift:.3g} mm off the best "
-                                   f"regular grid, more than the {tolerance:.3g} mm allowed")
+        raise ImageReadError(
+            path,
+            f"uneven slice spacing ({gap_range}): a slice lies {shift:.3g} mm off the best "
+            f"regular grid, more than the {tolerance:.3g} mm allowed",
+        )
     if multiples.max() > 1:
         i = int(np.argmax(multiples > 1))
         where = f"between z={z[i]:.2f} and z={z[i + 1]:.2f} (gap {gaps[i]:.3g} mm, spacing {spacing:.3g} mm)"
@@ -323,11 +329,15 @@ def _fit_grid(path: Path, positions: np.ndarray, normal: np.ndarray) -> _Grid:
     shift = shift if shift > GRID_TOLERANCE_MM else 0.0
     notes = []
     if shift:
-        notes.append(f"slice positions regularised: gaps {gaps.min():.4g} to {gaps.max():.4g} mm read as a regular "
-                     f"{spacing:.4g} mm grid (slices moved up to {shift:.3g} mm)")
+        notes.append(
+            f"slice positions regularised: gaps {gaps.min():.4g} to {gaps.max():.4g} mm read as a regular "
+            f"{spacing:.4g} mm grid (slices moved up to {shift:.3g} mm)"
+        )
     if sheared:
-        notes.append(f"slices are stacked {tilt:.3g} degrees off their normal (gantry tilt): read as a sheared grid "
-                     "at the acquired positions, not resampled")
+        notes.append(
+            f"slices are stacked {tilt:.3g} degrees off their normal (gantry tilt): read as a sheared grid "
+            "at the acquired positions, not resampled"
+        )
     return _Grid(origin, step, notes, shift, tilt)
 
 

@@ -77,20 +77,24 @@ def write_dicom_sr(
     groups = []
     for segment in seg.SegmentSequence:
         label = str(segment.SegmentLabel)
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=label),
-            referenced_segment=hd.sr.ReferencedSegment(
-                sop_class_uid=seg.SOPClassUID,
-                sop_instance_uid=seg.SOPInstanceUID,
-                segment_number=int(segment.SegmentNumber),
-                source_series=source_series,
-            ),
-            finding_type=_plain(segment.SegmentedPropertyTypeCodeSequence[0]),
-            finding_category=_plain(segment.SegmentedPropertyCategoryCodeSequence[0]),
-            finding_sites=_laterality(segment.SegmentedPropertyTypeCodeSequence[0]),
-            algorithm_id=_sr_algorithm(algorithm),
-            measurements=[hd.sr.Measurement(name=code(VOLUME), value=round(volumes[label], 3), unit=code(MILLILITRE))],
-        ))
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=label),
+                referenced_segment=hd.sr.ReferencedSegment(
+                    sop_class_uid=seg.SOPClassUID,
+                    sop_instance_uid=seg.SOPInstanceUID,
+                    segment_number=int(segment.SegmentNumber),
+                    source_series=source_series,
+                ),
+                finding_type=_plain(segment.SegmentedPropertyTypeCodeSequence[0]),
+                finding_category=_plain(segment.SegmentedPropertyCategoryCodeSequence[0]),
+                finding_sites=_laterality(segment.SegmentedPropertyTypeCodeSequence[0]),
+                algorithm_id=_sr_algorithm(algorithm),
+                measurements=[
+                    hd.sr.Measurement(name=code(VOLUME), value=round(volumes[label], 3), unit=code(MILLILITRE))
+                ],
+            )
+        )
     return _write_report(groups, [seg, *sources], algorithm, path, "volumes")
 
 

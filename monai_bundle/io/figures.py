@@ -1,4 +1,5 @@
 """PNG pictures for a quick look without a viewer: label overlays, heat maps, ROC curves, confusion matrices."""
+
 from __future__ import annotations
 
 import os
@@ -58,12 +59,16 @@ def save_overlay_png(
     for axis, (plane, index, grey, mask, aspect) in zip(axes, views):
         # radiological view: anterior (axial) or superior (coronal) at the top, the patient's right on the left
         axis.imshow(grey.T[::-1, ::-1], cmap="gray", vmin=low, vmax=high, aspect=aspect, interpolation="bilinear")
-        axis.imshow(mask.T[::-1, ::-1], cmap=colours, vmin=0, vmax=len(class_names) - 1, aspect=aspect, interpolation="nearest")
+        axis.imshow(
+            mask.T[::-1, ::-1], cmap=colours, vmin=0, vmax=len(class_names) - 1, aspect=aspect, interpolation="nearest"
+        )
         axis.set_title(f"{plane} {index}", color="white", fontsize=9)
         axis.axis("off")
     present = sorted(int(v) for v in np.unique(labels) if v > 0 and v < len(class_names))
     handles = [Patch(color=label_colour(k, class_names[k]), label=class_names[k]) for k in present]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8) or 1, frameon=False, labelcolor="white")
+    figure.legend(
+        handles=handles, loc="lower center", ncol=min(len(handles), 8) or 1, frameon=False, labelcolor="white"
+    )
     figure.suptitle(title, color="white")
     figure.tight_layout(rect=(0, 0.08, 1, 0.95))
     return _save_figure(figure, png_path, dpi=110, facecolor="black")
@@ -101,10 +106,20 @@ def save_roc_png(fpr: np.ndarray, tpr: np.ndarray, metrics: dict, png_path: str 
     axis.plot(fpr, tpr, color="tab:blue", label="ROC" + ("" if auc is None else f" (AUC {auc:.3f})"))
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     if metrics.get("sensitivity") is not None and metrics.get("specificity") is not None:
-        axis.plot(1 - metrics["specificity"], metrics["sensitivity"], "o", color="tab:red",
-                  label=f"threshold {metrics['threshold']:.3f}")
-    axis.set(xlabel="1 - specificity (false-positive rate)", ylabel="sensitivity (true-positive rate)",
-             xlim=(0, 1), ylim=(0, 1.01), title=f"ROC, n = {metrics['n']}")
+        axis.plot(
+            1 - metrics["specificity"],
+            metrics["sensitivity"],
+            "o",
+            color="tab:red",
+            label=f"threshold {metrics['threshold']:.3f}",
+        )
+    axis.set(
+        xlabel="1 - specificity (false-positive rate)",
+        ylabel="sensitivity (true-positive rate)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=f"ROC, n = {metrics['n']}",
+    )
     axis.legend(loc="lower right")
     figure.tight_layout()
     return _save_figure(figure, png_path, dpi=110)
@@ -134,7 +149,9 @@ def save_heatmap_png(image: np.ndarray, heat: np.ndarray, png_path: str | os.Pat
     height, width = grey.shape
     figure, axis = plt.subplots(figsize=(5.0, 5.0 * height / width + 0.4), facecolor="black")
     axis.imshow(grey, cmap="gray", vmin=low, vmax=high if high > low else low + 1)
-    shown = axis.imshow(np.ma.masked_less(heat, 0.2), cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0)  # faint values left clear
+    shown = axis.imshow(
+        np.ma.masked_less(heat, 0.2), cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0
+    )  # faint values left clear
     figure.colorbar(shown, ax=axis, fraction=0.04, pad=0.02).ax.tick_params(colors="white")
     axis.set_title(textwrap.fill(title, 70), color="white", fontsize=8)
     axis.axis("off")

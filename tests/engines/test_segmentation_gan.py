@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import bundle_run
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
@@ -17,9 +16,20 @@ from monai.networks.utils import one_hot
 from monai_bundle.data.phantoms import MRI_PHANTOM_LABELS, write_phantom_dataset
 from monai_bundle.engines import SegmentationGANTrainer
 
-TINY_3D = {"pixdim": "[2.0,2.0,2.0]", "roi_size": "[32,32,32]", "network_def#channels": "[8,16,32,64,128]",
-           "num_workers": 0, "max_epochs": 1, "train#trainer#epoch_length": 2, "val_interval": 1,
-           "batch_size": 1, "samples_per_image": 2, "validate#inferer#inferer#sw_batch_size": 1}
+from conftest import bundle_run
+
+TINY_3D = {
+    "pixdim": "[2.0,2.0,2.0]",
+    "roi_size": "[32,32,32]",
+    "network_def#channels": "[8,16,32,64,128]",
+    "num_workers": 0,
+    "max_epochs": 1,
+    "train#trainer#epoch_length": 2,
+    "val_interval": 1,
+    "batch_size": 1,
+    "samples_per_image": 2,
+    "validate#inferer#inferer#sw_batch_size": 1,
+}
 
 
 def _shapes(n: int, seed: int, size: int = 32) -> list[dict[str, torch.Tensor]]:
@@ -48,14 +58,23 @@ def _networks(seed: int = 0):
 
 def _trainer(network, discriminator, data, epochs: int, adversarial_weight: float | None):
     """SegmentationGANTrainer (or, with weight None, MONAI's SupervisedTrainer) with DiceCE and Adam."""
-    common = dict(device="cpu", max_epochs=epochs, train_data_loader=data, network=network,
-                  optimizer=torch.optim.Adam(network.parameters(), 3e-3),
-                  loss_function=DiceCELoss(to_onehot_y=True, softmax=True, include_background=False))
+    common = dict(
+        device="cpu",
+        max_epochs=epochs,
+        train_data_loader=data,
+        network=network,
+        optimizer=torch.optim.Adam(network.parameters(), 3e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True, include_background=False),
+    )
     if adversarial_weight is None:
         return SupervisedTrainer(**common)
-    return SegmentationGANTrainer(**common, d_network=discriminator, adversarial_weight=adversarial_weight,
-                                  d_optimizer=torch.optim.Adam(discriminator.parameters(), 1e-4, betas=(0.5, 0.999)),
-                                  precision="fp32")
+    return SegmentationGANTrainer(
+        **common,
+        d_network=discriminator,
+        adversarial_weight=adversarial_weight,
+        d_optimizer=torch.optim.Adam(discriminator.parameters(), 1e-4, betas=(0.5, 0.999)),
+        precision="fp32",
+    )
 
 
 def test_adversarial_weight_zero_is_exactly_the_supervised_trainer():
@@ -91,8 +110,13 @@ def test_adversarial_training_learns_to_segment_known_shapes():
 def test_gan_segmentation_config_trains_ct_through_the_bundle_cli(phantom_dataset, tmp_path):
     from helpers import PHANTOM_CLASSES
 
-    bundle_run(["inference.json", "train.json", "adversarial_train.json"], dataset_dir=phantom_dataset,
-               output_dir=tmp_path, class_names=repr(PHANTOM_CLASSES), **TINY_3D)
+    bundle_run(
+        ["inference.json", "train.json", "adversarial_train.json"],
+        dataset_dir=phantom_dataset,
+        output_dir=tmp_path,
+        class_names=repr(PHANTOM_CLASSES),
+        **TINY_3D,
+    )
     assert (tmp_path / "models" / "model.pt").is_file()
 
 
@@ -103,6 +127,11 @@ def mri_phantoms(tmp_path_factory):
 
 def test_gan_segmentation_config_trains_brain_mri_through_the_bundle_cli(mri_phantoms, tmp_path):
     assert len(MRI_PHANTOM_LABELS) == 4  # the brain task's four classes
-    bundle_run(["inference.json", "mri_brain_segmentation.json", "train.json", "adversarial_train.json"],
-               dataset_dir=mri_phantoms, output_dir=tmp_path, val_fraction=0.34, **TINY_3D)
+    bundle_run(
+        ["inference.json", "mri_brain_segmentation.json", "train.json", "adversarial_train.json"],
+        dataset_dir=mri_phantoms,
+        output_dir=tmp_path,
+        val_fraction=0.34,
+        **TINY_3D,
+    )
     assert (tmp_path / "models" / "model.pt").is_file()

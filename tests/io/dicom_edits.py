@@ -66,8 +66,11 @@ def enhanced_copy(source: Path, path: Path) -> Path:
     """The series in `source` as one Legacy Converted Enhanced CT/MR multi-frame object (highdicom), frames reversed
     so that frame order is not slice order."""
     datasets = sorted_datasets(source)[::-1]
-    convert = hd.legacy.LegacyConvertedEnhancedMRImage if datasets[0].Modality == "MR" else (
-        hd.legacy.LegacyConvertedEnhancedCTImage)
+    convert = (
+        hd.legacy.LegacyConvertedEnhancedMRImage
+        if datasets[0].Modality == "MR"
+        else (hd.legacy.LegacyConvertedEnhancedCTImage)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     convert(datasets, generate_uid(), 1, generate_uid(), 1).save_as(path)
     return path

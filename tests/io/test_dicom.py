@@ -136,8 +136,11 @@ def test_exact_positions_get_no_note(tmp_path, caplog):
 
 
 def test_a_slice_farther_than_the_jitter_tolerance_is_refused(tmp_path):
-    folder = edited_copy(_write_series(tmp_path / "ct"), tmp_path / "uneven",
-                         lambda k, p: p + (2.5 * SLICE_JITTER_MM * NORMAL if k == 3 else 0))
+    folder = edited_copy(
+        _write_series(tmp_path / "ct"),
+        tmp_path / "uneven",
+        lambda k, p: p + (2.5 * SLICE_JITTER_MM * NORMAL if k == 3 else 0),
+    )
     read_error(folder, r"uneven slice spacing .*: a slice lies 0\.\d+ mm off the best regular grid, more than the 0\.2")
 
 
@@ -183,8 +186,14 @@ def test_segmentation_objects_beside_a_series_are_not_images(tmp_path, caplog):
 
     folder = _write_series(tmp_path / "ct")
     volume = read_image(folder)
-    write_dicom_seg((volume.array > 400).astype(np.uint8), volume.affine, folder, {1: "bone"},
-                    {"task": "t", "version": "1"}, tmp_path / "seg.dcm")
+    write_dicom_seg(
+        (volume.array > 400).astype(np.uint8),
+        volume.affine,
+        folder,
+        {1: "bone"},
+        {"task": "t", "version": "1"},
+        tmp_path / "seg.dcm",
+    )
     (tmp_path / "seg.dcm").rename(folder / "seg.dcm")
     assert read_image(folder).array.shape == (COLS, ROWS, 6)
     assert "other series" not in caplog.text

@@ -93,7 +93,11 @@ def test_segments_carry_names_codes_algorithm_and_colours(tmp_path):
     seg, _ = write_and_check(_write_series(tmp_path / "ct"), tmp_path)
     segments = {s.SegmentLabel: s for s in seg.SegmentSequence}
     assert list(segments) == ["lungs", "heart", "liver", "bone"] and [s.SegmentNumber for s in seg.SegmentSequence] == [
-        1, 2, 3, 4]
+        1,
+        2,
+        3,
+        4,
+    ]
     lungs = segments["lungs"].SegmentedPropertyTypeCodeSequence[0]
     assert (lungs.CodeValue, lungs.CodingSchemeDesignator, lungs.CodeMeaning) == ("39607008", "SCT", "Lung")
     assert lungs.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "51440002"
@@ -127,15 +131,23 @@ def test_empty_label_map_still_makes_a_valid_seg(tmp_path):
     path = tmp_path / "out" / "empty.dcm"
     write_dicom_seg(np.zeros(volume.array.shape, np.uint8), volume.affine, source, {1: "liver"}, ALGORITHM, path)
     assert dciodvfy_errors(path) == []
-    assert not hd.seg.segread(path).get_pixels_by_source_instance(
-        [pydicom.dcmread(p.file).SOPInstanceUID for p in read_series(source).planes], combine_segments=True).any()
+    assert (
+        not hd.seg.segread(path)
+        .get_pixels_by_source_instance(
+            [pydicom.dcmread(p.file).SOPInstanceUID for p in read_series(source).planes], combine_segments=True
+        )
+        .any()
+    )
 
 
 def test_labels_may_name_their_own_codes_and_come_from_json(tmp_path):
     source = _write_series(tmp_path / "ct")
     volume = read_image(source)
-    tumour = {"name": "tumour", "category": ["49755003", "SCT", "Morphologically Abnormal Structure"],
-              "type": ["108369006", "SCT", "Neoplasm"]}
+    tumour = {
+        "name": "tumour",
+        "category": ["49755003", "SCT", "Morphologically Abnormal Structure"],
+        "type": ["108369006", "SCT", "Neoplasm"],
+    }
     path = tmp_path / "out" / "seg.dcm"
     write_dicom_seg((volume.array > 1500).astype(np.uint8), volume.affine, source, {"1": tumour}, ALGORITHM, path)
     assert pydicom.dcmread(path).SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Neoplasm"
@@ -162,8 +174,9 @@ def test_seg_refusals(tmp_path, change, error, match):
     path = (source if change.get("inside") else tmp_path / "out") / "seg.dcm"
     before = sorted(os.listdir(source))
     with pytest.raises(error, match=match):
-        write_dicom_seg(labels, affine, source, change.get("labels", {1: "lungs", 4: "liver", 8: "bone"}), ALGORITHM,
-                        path)
+        write_dicom_seg(
+            labels, affine, source, change.get("labels", {1: "lungs", 4: "liver", 8: "bone"}), ALGORITHM, path
+        )
     assert not path.exists() and sorted(os.listdir(source)) == before
 
 
@@ -175,8 +188,9 @@ def test_source_without_a_study_is_refused_with_one_line(tmp_path):
         ds.save_as(file)
     volume = read_image(source)
     with pytest.raises(ImageReadError, match=r"ct: IM\d+_\d: no StudyInstanceUID: a derived object cannot reference"):
-        write_dicom_seg(volume.array.astype(np.uint8) * 0, volume.affine, source, {1: "liver"}, ALGORITHM,
-                        tmp_path / "seg.dcm")
+        write_dicom_seg(
+            volume.array.astype(np.uint8) * 0, volume.affine, source, {1: "liver"}, ALGORITHM, tmp_path / "seg.dcm"
+        )
 
 
 def test_seg_is_written_atomically(tmp_path, monkeypatch):

@@ -31,8 +31,9 @@ def segmented(tmp_path):
     labels = np.zeros(volume.array.shape, np.uint8)
     labels[2:20, 3:30, 1:5] = 4
     labels[25:, :, :] = 8
-    seg = write_dicom_seg(labels, volume.affine, source, {4: "liver", 6: "kidneys", 8: "bone"}, SEGMENTATION,
-                          tmp_path / "out" / "seg.dcm")
+    seg = write_dicom_seg(
+        labels, volume.affine, source, {4: "liver", 6: "kidneys", 8: "bone"}, SEGMENTATION, tmp_path / "out" / "seg.dcm"
+    )
     return source, seg, labels, abs(np.linalg.det(volume.affine[:3, :3])) / 1000
 
 
@@ -44,8 +45,11 @@ def volumes_read_back(path) -> dict[str, tuple[float, str, int, str, str]]:
         (measurement,) = group.get_measurements(name=codes.SCT.Volume)
         segment = group.referenced_segment
         found[group.tracking_identifier] = (
-            measurement.value, measurement.unit.value, *segment.referenced_segment_numbers,
-            segment.referenced_sop_instance_uid, segment.source_series_for_segmentation.value,
+            measurement.value,
+            measurement.unit.value,
+            *segment.referenced_segment_numbers,
+            segment.referenced_sop_instance_uid,
+            segment.source_series_for_segmentation.value,
         )
     return found
 
@@ -62,10 +66,16 @@ def test_volume_report_references_each_segment_and_the_source_series(segmented, 
         "kidneys": (0.0, "ml", 2, *references),
         "bone": (pytest.approx(np.count_nonzero(labels == 8) * voxel_ml, abs=1e-3), "ml", 3, *references),
     }
-    assert sr.StudyInstanceUID == seg.StudyInstanceUID and sr.SeriesInstanceUID not in (seg.SeriesInstanceUID,
-                                                                                          source_series)
-    evidence = {item.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
-                for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+    assert sr.StudyInstanceUID == seg.StudyInstanceUID and sr.SeriesInstanceUID not in (
+        seg.SeriesInstanceUID,
+        source_series,
+    )
+    evidence = {
+        item.ReferencedSOPInstanceUID
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
     assert seg.SOPInstanceUID in evidence and len(evidence) == 7
     assert "PatientAge" not in sr and "StudyDescription" not in sr
     assert all(keyword in sr for keyword in REQUIRED_PATIENT_STUDY)
@@ -101,8 +111,11 @@ def classification_read_back(path) -> tuple[str, float, str, list[str]]:
     (group,) = report.content.get_image_measurement_groups()
     (probability,) = group.get_measurements()
     (evaluation,) = group.get_qualitative_evaluations()
-    parameters = [item.TextValue for item in group[0].ContentSequence
-                  if item.ConceptNameCodeSequence[0].CodeValue == codes.DCM.AlgorithmParameters.value]
+    parameters = [
+        item.TextValue
+        for item in group[0].ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeValue == codes.DCM.AlgorithmParameters.value
+    ]
     return group.finding_type.meaning, probability.value, evaluation.value.meaning, parameters
 
 
@@ -112,8 +125,9 @@ def test_classification_report_of_one_image(tmp_path, name):
     if source is None:
         pytest.skip(f"{name} needs the pydicom-data package")
     path = tmp_path / "sr.dcm"
-    sr = write_dicom_sr_classification(source, CLASSIFICATION, path, probability=0.25, finding="pneumonia",
-                                       predicted_class="normal")
+    sr = write_dicom_sr_classification(
+        source, CLASSIFICATION, path, probability=0.25, finding="pneumonia", predicted_class="normal"
+    )
     assert dciodvfy_errors(path) == []
     finding, probability, predicted, parameters = classification_read_back(path)
     assert (finding, probability, predicted) == ("Pneumonia", 0.25, "Normal")
@@ -132,6 +146,7 @@ def test_classification_report_of_one_image(tmp_path, name):
 def test_classification_report_refusals(tmp_path, kwargs, error, match):
     arguments = {"probability": 0.5, "finding": "pneumonia", "predicted_class": "pneumonia", **kwargs}
     with pytest.raises(error, match=match):
-        write_dicom_sr_classification(get_testdata_file("CT_small.dcm"), CLASSIFICATION, tmp_path / "sr.dcm",
-                                      **arguments)
+        write_dicom_sr_classification(
+            get_testdata_file("CT_small.dcm"), CLASSIFICATION, tmp_path / "sr.dcm", **arguments
+        )
     assert not (tmp_path / "sr.dcm").exists()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pickle
 
-from helpers import nifti_bytes, read_error
-
 from monai_bundle.io import ImageReadError, registry
+
+from helpers import nifti_bytes, read_error
 
 
 def test_error_is_one_line_and_picklable(tmp_path):
@@ -26,6 +26,7 @@ def test_permission_denied(tmp_path, monkeypatch):
     except PermissionError:
         pass
     else:  # running as root: simulate the refusal the OS would give anyone else
+
         def denied(name, *args, **kwargs):
             raise PermissionError(13, "Permission denied", str(name))
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers import GEOMETRIES
 
 from monai_bundle.io import Volume, lps_to_ras, ras_to_lps, read_image, write_image
+
+from helpers import GEOMETRIES
 
 
 def test_lps_ras_conversion_is_an_involution():

@@ -7,9 +7,10 @@ import nrrd
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import GEOMETRIES, assert_affine, float32_exact, image_data, read_error, rotation, write_file
 
 from monai_bundle.io import lps_to_ras, read_image, write_image
+
+from helpers import GEOMETRIES, assert_affine, float32_exact, image_data, read_error, rotation, write_file
 
 
 @pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from helpers import GEOMETRIES, image_data, nifti_bytes, read_error, write_file
 
 from monai_bundle.io import read_header, read_image, write_image
+
+from helpers import GEOMETRIES, image_data, nifti_bytes, read_error, write_file
 
 
 def test_big_endian_nifti_is_read_in_native_byte_order(tmp_path):

@@ -12,7 +12,6 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import IOP_COL, IOP_ROW, ORIGIN
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -35,6 +34,8 @@ from monai_bundle.io import (
     read_radiograph,
     write_image,
 )
+
+from helpers import IOP_COL, IOP_ROW, ORIGIN
 
 ROWS, COLS, BITS = 6, 9, 12
 PIXELS = np.random.default_rng(0).integers(0, 2**BITS, size=(ROWS, COLS)).astype(np.uint16)

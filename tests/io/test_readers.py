@@ -7,6 +7,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, Spacingd
+
+from monai_bundle.io import ImageReadError, MedImgReader, read_image, write_image
+
 from helpers import (
     COLS,
     FORMAT_OF_SUFFIX,
@@ -19,9 +23,6 @@ from helpers import (
     write_file,
 )
 from helpers import write_dicom_series as _write_series
-from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, Spacingd
-
-from monai_bundle.io import ImageReadError, MedImgReader, read_image, write_image
 
 
 def _pipeline():

@@ -8,10 +8,11 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import FORMAT_OF_SUFFIX, GEOMETRIES, assert_affine, image_data, read_error, write_file
-from helpers import write_dicom_series as _write_series
 
 from monai_bundle.io import ImageReadError, find_images, image_suffix, read_header, read_image, write_image
+
+from helpers import FORMAT_OF_SUFFIX, GEOMETRIES, assert_affine, image_data, read_error, write_file
+from helpers import write_dicom_series as _write_series
 
 FORMATS = list(FORMAT_OF_SUFFIX)
 

@@ -1,4 +1,5 @@
 """Writing a SYNTHETIC set in the Kermany layout: argument checks, an atomic build, labels.csv and README.txt."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def _unique_name(path: Path, tag: str) -> Path:
     return path.with_name(f"{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def _check_arguments(train: Sequence[str], test: Sequence[str], n_train: int, n_test: int,
-                     size: int, positive_fraction: float) -> None:
+def _check_arguments(
+    train: Sequence[str], test: Sequence[str], n_train: int, n_test: int, size: int, positive_fraction: float
+) -> None:
     """Raise DrrError (one line) for a CT in both splits or an impossible count, size or fraction."""
     shared = set(train) & set(test)
     if shared:
@@ -104,16 +106,20 @@ def _readme(summary: dict, sources: dict[str, SourceCT], rationale: str) -> str:
         "NORMAL means 'no painted opacity': whatever the source CTs themselves show is in",
         "every image of that CT, and their lung labels are another model's output.",
         "",
-        (f"Layout: train/NORMAL, train/PNEUMONIA, test/NORMAL, test/PNEUMONIA; 8-bit grey PNG, "
-         f"{summary['size']}x{summary['size']} (like the Kermany chest X-ray pneumonia set's folders)."),
-        "Counts: " + "; ".join(f"{split} {c['NORMAL']} NORMAL + {c['PNEUMONIA']} PNEUMONIA"
-                               for split, c in counts.items()) + ".",
-        (f"Seed: {summary['seed']}; positive fraction {summary['positive_fraction']}; "
-         "the same arguments give the same files."),
+        (
+            f"Layout: train/NORMAL, train/PNEUMONIA, test/NORMAL, test/PNEUMONIA; 8-bit grey PNG, "
+            f"{summary['size']}x{summary['size']} (like the Kermany chest X-ray pneumonia set's folders)."
+        ),
+        "Counts: "
+        + "; ".join(f"{split} {c['NORMAL']} NORMAL + {c['PNEUMONIA']} PNEUMONIA" for split, c in counts.items())
+        + ".",
+        (
+            f"Seed: {summary['seed']}; positive fraction {summary['positive_fraction']}; "
+            "the same arguments give the same files."
+        ),
         "",
         "Source CTs (train and test never share a CT):",
-        *[f"  [{split}] {sources[name].provenance or name}"
-          for split in SPLITS for name in summary["sources"][split]],
+        *[f"  [{split}] {sources[name].provenance or name}" for split in SPLITS for name in summary["sources"][split]],
         f"Why this split: {rationale}",
         "",
         "How an image is made:",
@@ -145,10 +151,21 @@ def _readme(summary: dict, sources: dict[str, SourceCT], rationale: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_xray_dataset(out_dir, train: Sequence[SourceCT], test: Sequence[SourceCT], *, n_train: int,
-                       n_test: int, size: int = 256, positive_fraction: float = 0.5, seed: int = 0,
-                       overwrite: bool = False, workers: int = 1, rationale: str = "",
-                       opacity: str = DEFAULT_OPACITY) -> dict:
+def write_xray_dataset(
+    out_dir,
+    train: Sequence[SourceCT],
+    test: Sequence[SourceCT],
+    *,
+    n_train: int,
+    n_test: int,
+    size: int = 256,
+    positive_fraction: float = 0.5,
+    seed: int = 0,
+    overwrite: bool = False,
+    workers: int = 1,
+    rationale: str = "",
+    opacity: str = DEFAULT_OPACITY,
+) -> dict:
     """Render a SYNTHETIC Kermany-layout set from prepared sources; return a summary dict.
 
     Built in OUT.tmp-* and renamed to OUT when complete; an existing non-empty OUT is refused
@@ -163,8 +180,9 @@ def write_xray_dataset(out_dir, train: Sequence[SourceCT], test: Sequence[Source
     _check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    jobs = (_plan_split("train", n_train, train, positive_fraction, seed)
-            + _plan_split("test", n_test, test, positive_fraction, seed))
+    jobs = _plan_split("train", n_train, train, positive_fraction, seed) + _plan_split(
+        "test", n_test, test, positive_fraction, seed
+    )
     tmp = _unique_name(out, "tmp")
     tmp.mkdir()
     try:
@@ -175,10 +193,16 @@ def write_xray_dataset(out_dir, train: Sequence[SourceCT], test: Sequence[Source
         rows = _render_all(jobs, sources, tmp, size, workers, opacity)
         seconds = time.perf_counter() - start
         summary = {
-            "out_dir": str(out), "synthetic": True, "size": size, "seed": seed,
-            "positive_fraction": positive_fraction, "opacity": opacity, "counts": _counts(rows),
+            "out_dir": str(out),
+            "synthetic": True,
+            "size": size,
+            "seed": seed,
+            "positive_fraction": positive_fraction,
+            "opacity": opacity,
+            "counts": _counts(rows),
             "sources": {"train": [s.name for s in train], "test": [s.name for s in test]},
-            "images": len(rows), "seconds": round(seconds, 2),
+            "images": len(rows),
+            "seconds": round(seconds, 2),
             "seconds_per_image": round(seconds / max(len(rows), 1), 4),
         }
         write_bytes_atomic(tmp / "labels.csv", _csv_text(rows).encode("utf-8"))
@@ -189,10 +213,20 @@ def write_xray_dataset(out_dir, train: Sequence[SourceCT], test: Sequence[Source
     return summary
 
 
-def make_xray_dataset(out_dir, *, train_sources: Sequence[str] = DEFAULT_TRAIN_SOURCES,
-                      test_sources: Sequence[str] = DEFAULT_TEST_SOURCES, n_train: int = 1500, n_test: int = 500,
-                      size: int = 256, positive_fraction: float = 0.5, seed: int = 0, overwrite: bool = False,
-                      workers: int = 1, opacity: str = DEFAULT_OPACITY) -> dict:
+def make_xray_dataset(
+    out_dir,
+    *,
+    train_sources: Sequence[str] = DEFAULT_TRAIN_SOURCES,
+    test_sources: Sequence[str] = DEFAULT_TEST_SOURCES,
+    n_train: int = 1500,
+    n_test: int = 500,
+    size: int = 256,
+    positive_fraction: float = 0.5,
+    seed: int = 0,
+    overwrite: bool = False,
+    workers: int = 1,
+    opacity: str = DEFAULT_OPACITY,
+) -> dict:
     """A SYNTHETIC chest X-ray set rendered from real CTs of sample_data (REAL_SOURCES); see write_xray_dataset.
 
     The default split is SPLIT_RATIONALE's; `workers` processes render in parallel (same files).
@@ -202,20 +236,51 @@ def make_xray_dataset(out_dir, *, train_sources: Sequence[str] = DEFAULT_TRAIN_S
     train = [load_real_source(name) for name in train_sources]
     test = [load_real_source(name) for name in test_sources]
     default = tuple(train_sources) == DEFAULT_TRAIN_SOURCES and tuple(test_sources) == DEFAULT_TEST_SOURCES
-    return write_xray_dataset(out_dir, train, test, n_train=n_train, n_test=n_test, size=size,
-                              positive_fraction=positive_fraction, seed=seed, overwrite=overwrite,
-                              workers=workers, rationale=SPLIT_RATIONALE if default else "chosen by the caller",
-                              opacity=opacity)
+    return write_xray_dataset(
+        out_dir,
+        train,
+        test,
+        n_train=n_train,
+        n_test=n_test,
+        size=size,
+        positive_fraction=positive_fraction,
+        seed=seed,
+        overwrite=overwrite,
+        workers=workers,
+        rationale=SPLIT_RATIONALE if default else "chosen by the caller",
+        opacity=opacity,
+    )
 
 
-def make_phantom_xray_dataset(out_dir, n_train: int = 160, n_test: int = 40, size: int = 64, seed: int = 0, *,
-                              n_train_phantoms: int = 4, n_test_phantoms: int = 2, positive_fraction: float = 0.5,
-                              overwrite: bool = False, workers: int = 1, opacity: str = DEFAULT_OPACITY) -> dict:
+def make_phantom_xray_dataset(
+    out_dir,
+    n_train: int = 160,
+    n_test: int = 40,
+    size: int = 64,
+    seed: int = 0,
+    *,
+    n_train_phantoms: int = 4,
+    n_test_phantoms: int = 2,
+    positive_fraction: float = 0.5,
+    overwrite: bool = False,
+    workers: int = 1,
+    opacity: str = DEFAULT_OPACITY,
+) -> dict:
     """The same set from synthetic CT phantoms (offline, fast): different phantoms for train and test."""
     _check_target(Path(out_dir), overwrite)
     seeds = [seed * 1000 + i for i in range(n_train_phantoms + n_test_phantoms)]
     sources = [phantom_source(s) for s in seeds]
-    return write_xray_dataset(out_dir, sources[:n_train_phantoms], sources[n_train_phantoms:], n_train=n_train,
-                              n_test=n_test, size=size, positive_fraction=positive_fraction, seed=seed,
-                              overwrite=overwrite, workers=workers,
-                              rationale="phantoms are independent draws; the last ones are held out", opacity=opacity)
+    return write_xray_dataset(
+        out_dir,
+        sources[:n_train_phantoms],
+        sources[n_train_phantoms:],
+        n_train=n_train,
+        n_test=n_test,
+        size=size,
+        positive_fraction=positive_fraction,
+        seed=seed,
+        overwrite=overwrite,
+        workers=workers,
+        rationale="phantoms are independent draws; the last ones are held out",
+        opacity=opacity,
+    )

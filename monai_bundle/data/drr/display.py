@@ -1,4 +1,5 @@
 """How line integrals are shown the way a radiograph is: window, compression, gamma, blur, noise, edges."""
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,7 @@ class Display:
 def to_display(integral: np.ndarray, display: Display) -> np.ndarray:
     """uint8 (size, size) radiograph from line integrals (any square size; resized linearly)."""
     if integral.shape[0] != display.size:
-        integral = ndimage.zoom(integral, display.size / integral.shape[0], order=1, grid_mode=True,
-                                mode="nearest")
+        integral = ndimage.zoom(integral, display.size / integral.shape[0], order=1, grid_mode=True, mode="nearest")
     if display.blur_px > 0:
         integral = ndimage.gaussian_filter(integral, display.blur_px)
     if display.photons > 0:

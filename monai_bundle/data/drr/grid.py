@@ -1,4 +1,5 @@
 """The isotropic RAS-aligned grid every source CT is resampled to once, and moving between voxels and mm."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,16 @@ def _resample(array: np.ndarray, affine: np.ndarray, new_affine: np.ndarray, sha
         step = np.abs(matrix[:3, :3]).max(axis=1)  # old voxels per new voxel, per old axis
         sigma = np.where(step > 1.0, 0.4 * step, 0.0)
         array = ndimage.gaussian_filter(array.astype(np.float32), sigma) if sigma.any() else array
-    return ndimage.affine_transform(array, matrix[:3, :3], matrix[:3, 3], output_shape=shape,
-                                    order=order, cval=cval, prefilter=False, mode="constant")
+    return ndimage.affine_transform(
+        array,
+        matrix[:3, :3],
+        matrix[:3, 3],
+        output_shape=shape,
+        order=order,
+        cval=cval,
+        prefilter=False,
+        mode="constant",
+    )
 
 
 def _crop_to(box_mask: np.ndarray, affine: np.ndarray, margin: int = 2):

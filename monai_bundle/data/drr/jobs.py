@@ -1,4 +1,5 @@
 """The images of a set as jobs: planned per split, rendered in this process or a pool, one labels.csv row each."""
+
 from __future__ import annotations
 
 import csv
@@ -51,8 +52,10 @@ def _plan_split(split: str, n: int, sources: Sequence[SourceCT], positive_fracti
     for source, count, positive in zip(sources, counts, positives):
         plan += [(source.name, i < positive) for i in range(count)]
     order = rng.permutation(len(plan))
-    return [_Job(split, i, *plan[j], int(np.random.SeedSequence([seed, split_code, i]).generate_state(1)[0]))
-            for i, j in enumerate(order)]
+    return [
+        _Job(split, i, *plan[j], int(np.random.SeedSequence([seed, split_code, i]).generate_state(1)[0]))
+        for i, j in enumerate(order)
+    ]
 
 
 _WORKER: dict = {}
@@ -81,7 +84,10 @@ def _csv_row(relative: str, job: _Job, params: DrrParams, source: SourceCT) -> d
     volumes = [opacity_volume_ml(source, o)[0] for o in ops]
     regions = [opacity_region(source, o) for o in ops]
     return {
-        "file": relative, "split": job.split, "class": params.label, "source_ct": job.source,
+        "file": relative,
+        "split": job.split,
+        "class": params.label,
+        "source_ct": job.source,
         "n_opacities": str(len(ops)),
         "opacity_centre_mm": ";".join(_fmt(o.centre_mm) for o in ops),
         "opacity_diameters_mm": ";".join(_fmt(o.diameters_mm) for o in ops),
@@ -93,15 +99,17 @@ def _csv_row(relative: str, job: _Job, params: DrrParams, source: SourceCT) -> d
         "opacity_pixel_rc": ";".join(_fmt(view.pixel_of(o.centre_mm, shown.size)) for o in ops),
         "projection": view.projection,
         "source_distance_mm": "parallel" if view.source_distance_mm is None else f"{view.source_distance_mm:.1f}",
-        "angles_deg": _fmt(view.angles_deg, 2), "field_mm": f"{view.field_mm:.1f}",
+        "angles_deg": _fmt(view.angles_deg, 2),
+        "field_mm": f"{view.field_mm:.1f}",
         "view_centre_mm": _fmt(view.centre_mm),
         **{name: f"{getattr(shown, name):g}" for name in ("lo", "hi", "k", "gamma", "blur_px", "photons", "unsharp")},
         "image_seed": str(job.seed),
     }
 
 
-def _render_all(jobs: list[_Job], sources: dict[str, SourceCT], root: Path, size: int, workers: int,
-                opacity: str) -> list[dict]:
+def _render_all(
+    jobs: list[_Job], sources: dict[str, SourceCT], root: Path, size: int, workers: int, opacity: str
+) -> list[dict]:
     """Rows of all jobs, rendered in this process or in `workers` processes (same result)."""
     if workers <= 1 or len(jobs) < 2 * workers:
         _init_worker(sources, root, size, opacity)
@@ -112,10 +120,32 @@ def _render_all(jobs: list[_Job], sources: dict[str, SourceCT], root: Path, size
 
 
 _CSV_COLUMNS = (
-    "file", "split", "class", "source_ct", "n_opacities", "opacity_centre_mm", "opacity_diameters_mm",
-    "opacity_density_hu", "opacity_kind", "opacity_side", "opacity_region", "opacity_volume_ml",
-    "opacity_pixel_rc", "projection", "source_distance_mm", "angles_deg", "field_mm", "view_centre_mm",
-    "lo", "hi", "k", "gamma", "blur_px", "photons", "unsharp", "image_seed",
+    "file",
+    "split",
+    "class",
+    "source_ct",
+    "n_opacities",
+    "opacity_centre_mm",
+    "opacity_diameters_mm",
+    "opacity_density_hu",
+    "opacity_kind",
+    "opacity_side",
+    "opacity_region",
+    "opacity_volume_ml",
+    "opacity_pixel_rc",
+    "projection",
+    "source_distance_mm",
+    "angles_deg",
+    "field_mm",
+    "view_centre_mm",
+    "lo",
+    "hi",
+    "k",
+    "gamma",
+    "blur_px",
+    "photons",
+    "unsharp",
+    "image_seed",
 )
 
 

@@ -3,6 +3,7 @@
 Painted opacities must stay inside the lungs, and labels.csv names the lobe (or the third of a
 lung) each one lies in: these masks and codes say where that is.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,13 @@ AIR_HU, BODY_HU, LUNG_HU = -1000.0, -500.0, -400.0
 
 
 LUNG_REGIONS = {
-    1: "right_upper_lobe", 2: "right_middle_lobe", 3: "right_lower_lobe",
-    4: "left_upper_lobe", 5: "left_lower_lobe", 6: "right_lung", 7: "left_lung",
+    1: "right_upper_lobe",
+    2: "right_middle_lobe",
+    3: "right_lower_lobe",
+    4: "left_upper_lobe",
+    5: "left_lower_lobe",
+    6: "right_lung",
+    7: "left_lung",
 }
 """Codes of the lung region maps: lobes where a label map names them, else one code per side."""
 
@@ -49,8 +55,13 @@ def _fill_axial_holes(mask: np.ndarray) -> np.ndarray:
     return filled
 
 
-def lung_mask_from_hu(hu: np.ndarray, body: np.ndarray | None = None, voxel_mm: float = VOXEL_MM,
-                      airway_mm: float = 10.0, max_erosion_mm: float = 24.0) -> np.ndarray:
+def lung_mask_from_hu(
+    hu: np.ndarray,
+    body: np.ndarray | None = None,
+    voxel_mm: float = VOXEL_MM,
+    airway_mm: float = 10.0,
+    max_erosion_mm: float = 24.0,
+) -> np.ndarray:
     """Lungs from HU alone on an isotropic grid: air below -400 HU inside the body, airways and bowel gas dropped.
 
     Air outside the body (and so any air reaching the image border around it) is excluded by the

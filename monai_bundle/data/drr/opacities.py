@@ -1,4 +1,5 @@
 """Pneumonia-like opacities: drawn at random inside the lungs, painted into the CT before projection."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -23,8 +24,10 @@ class OpacityRange:
     density_hu: tuple[float, float]
 
     def describe(self) -> str:
-        return (f"diameters {self.diameter_mm[0]:g}-{self.diameter_mm[1]:g} mm, lung HU raised toward "
-                f"{self.density_hu[0]:+g}..{self.density_hu[1]:+g} HU")
+        return (
+            f"diameters {self.diameter_mm[0]:g}-{self.diameter_mm[1]:g} mm, lung HU raised toward "
+            f"{self.density_hu[0]:+g}..{self.density_hu[1]:+g} HU"
+        )
 
 
 OPACITY_RANGES = {
@@ -93,8 +96,7 @@ def _painted(mu_box: np.ndarray, lungs_box: np.ndarray, weight: np.ndarray, dens
     return weight * (lungs_box > 0) * np.maximum(target - mu_box, 0.0)
 
 
-def paint_opacities(mu: np.ndarray, lungs: np.ndarray, affine: np.ndarray,
-                    opacities: Iterable[Opacity]) -> np.ndarray:
+def paint_opacities(mu: np.ndarray, lungs: np.ndarray, affine: np.ndarray, opacities: Iterable[Opacity]) -> np.ndarray:
     """A copy of `mu` with each opacity painted in, clipped to the lungs (lungs > 0)."""
     out = np.array(mu, dtype=np.float32, copy=True)
     for opacity in opacities:
@@ -129,8 +131,13 @@ def opacity_region(source: SourceCT, opacity: Opacity) -> tuple[str, str]:
     return side, LUNG_REGIONS.get(code, f"{side}_lung")
 
 
-def random_opacities(rng: np.random.Generator, source: SourceCT, view: View, count: int,
-                     ranges: OpacityRange = OPACITY_RANGES[DEFAULT_OPACITY]) -> list[Opacity]:
+def random_opacities(
+    rng: np.random.Generator,
+    source: SourceCT,
+    view: View,
+    count: int,
+    ranges: OpacityRange = OPACITY_RANGES[DEFAULT_OPACITY],
+) -> list[Opacity]:
     """`count` random opacities with centres in the lungs and inside the view (central 96 %).
 
     Either side; centres likelier where the ray through them crosses mostly lung (weight: the
@@ -166,8 +173,9 @@ def _in_view(source: SourceCT, voxels: np.ndarray, view: View) -> np.ndarray:
     return voxels[np.all((rc >= 1.5) & (rc <= 97.5), axis=1)]
 
 
-def _random_opacity(rng: np.random.Generator, source: SourceCT, candidates: np.ndarray, p: np.ndarray,
-                    ranges: OpacityRange) -> Opacity:
+def _random_opacity(
+    rng: np.random.Generator, source: SourceCT, candidates: np.ndarray, p: np.ndarray, ranges: OpacityRange
+) -> Opacity:
     voxel = candidates[rng.choice(len(candidates), p=p)] + rng.uniform(-0.49, 0.49, 3)
     diameter = rng.uniform(*ranges.diameter_mm)
     low, high = ranges.density_hu

@@ -1,4 +1,5 @@
 """Projection geometry: where the radiograph looks from (`View`) and the line integrals along its rays."""
+
 from __future__ import annotations
 
 import math

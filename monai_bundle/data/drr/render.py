@@ -1,4 +1,5 @@
 """One radiograph: its parameters (`DrrParams`, drawn by `random_params`) and rendering them (`render_drr`)."""
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ class DrrParams:
         return CLASSES[1] if self.opacities else CLASSES[0]
 
 
-def random_params(rng: np.random.Generator, source: SourceCT, size: int, positive: bool,
-                  opacity: str = DEFAULT_OPACITY) -> DrrParams:
+def random_params(
+    rng: np.random.Generator, source: SourceCT, size: int, positive: bool, opacity: str = DEFAULT_OPACITY
+) -> DrrParams:
     """One image's parameters; negatives draw the same view and display distribution as positives."""
     view = random_view(rng, source)
     display = random_display(rng, source, size)

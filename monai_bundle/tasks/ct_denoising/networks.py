@@ -24,8 +24,14 @@ class ResidualUNet(nn.Module):
         norm: normalisation layer of the UNet ("batch", see above).
     """
 
-    def __init__(self, spatial_dims: int = 2, channels: Sequence[int] = (32, 64, 128, 256),
-                 strides: Sequence[int] = (2, 2, 2), num_res_units: int = 2, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        strides: Sequence[int] = (2, 2, 2),
+        num_res_units: int = 2,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         self.unet = UNet(spatial_dims, 1, 1, channels, strides, num_res_units=num_res_units, norm=norm)
 

@@ -40,6 +40,8 @@ def prepared_pairs(dataset_dir: str | os.PathLike, split: str) -> list[dict[str,
         SystemExit: one line when `dataset_dir` holds no dataset.json.
     """
     if not (Path(dataset_dir) / "dataset.json").is_file():
-        raise SystemExit(f"{dataset_dir}: no prepared low-dose CT pairs (dataset.json); run the prepare workflow "
-                         f"first: {PREPARE_COMMAND} --dataset_dir {dataset_dir}")
+        raise SystemExit(
+            f"{dataset_dir}: no prepared low-dose CT pairs (dataset.json); run the prepare workflow "
+            f"first: {PREPARE_COMMAND} --dataset_dir {dataset_dir}"
+        )
     return pair_datalist(dataset_dir, split)

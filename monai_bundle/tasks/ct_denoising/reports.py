@@ -1,4 +1,5 @@
 """The denoiser's evaluation report: it against the low-dose input and every classical baseline."""
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,11 @@ class DenoiseReport:
             denoised = np.asarray(output["pred"].detach().cpu())[0]
             low = np.asarray(batch["original"].detach().cpu())[0]  # the input in HU, before windowing
             normal = np.asarray(output["label"].detach().cpu())[0]
-            case = {"case": str(batch["original"].meta.get("filename_or_obj", "")),
-                    "denoiser": scores(denoised, normal, self.hu_window),
-                    "low_dose_input": scores(low, normal, self.hu_window)}
+            case = {
+                "case": str(batch["original"].meta.get("filename_or_obj", "")),
+                "denoiser": scores(denoised, normal, self.hu_window),
+                "low_dose_input": scores(low, normal, self.hu_window),
+            }
             for name, denoise in classical_denoisers().items():
                 case[name] = scores(denoise_slices(denoise, low), normal, self.hu_window)
             self.cases.append(case)
@@ -62,5 +65,8 @@ class DenoiseReport:
         write_text_atomic(self.output_dir / "report.json", json.dumps(report, indent=2) + "\n")
         for case in self.cases:
             shown = ["denoiser", "low_dose_input", *best_baselines(case).values()]  # each method at its best setting
-            logger.info("%s: %s", Path(case["case"]).name, "; ".join(
-                f"{name} PSNR {case[name]['psnr_db']:.2f} SSIM {case[name]['ssim']:.3f}" for name in shown))
+            logger.info(
+                "%s: %s",
+                Path(case["case"]).name,
+                "; ".join(f"{name} PSNR {case[name]['psnr_db']:.2f} SSIM {case[name]['ssim']:.3f}" for name in shown),
+            )

@@ -1,4 +1,5 @@
 """Post-processing of the denoiser's output."""
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
@@ -20,8 +21,9 @@ class WindowToHUd:
         hu_window: (low, high) HU window the network was trained on.
     """
 
-    def __init__(self, keys: KeysCollection, original_key: str = "original",
-                 hu_window: Sequence[float] = DEFAULT_WINDOW) -> None:
+    def __init__(
+        self, keys: KeysCollection, original_key: str = "original", hu_window: Sequence[float] = DEFAULT_WINDOW
+    ) -> None:
         self.keys = [keys] if isinstance(keys, str) else list(keys)
         self.original_key, self.hu_window = original_key, tuple(float(v) for v in hu_window)
 

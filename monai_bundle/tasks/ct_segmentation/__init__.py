@@ -2,4 +2,4 @@
 
 from .data import CT_CLASSES, CT_GROUPS, merge_classes, prepare_ct_dataset
 
-__all__ = ['CT_CLASSES', 'CT_GROUPS', 'merge_classes', 'prepare_ct_dataset']
+__all__ = ["CT_CLASSES", "CT_GROUPS", "merge_classes", "prepare_ct_dataset"]

@@ -7,4 +7,4 @@ from .data import (
     skull_stripped_mni6_2mm,
 )
 
-__all__ = ['MRI_CLASSES', 'brain_tissue_labels', 'prepare_mri_dataset', 'skull_stripped_mni6_2mm']
+__all__ = ["MRI_CLASSES", "brain_tissue_labels", "prepare_mri_dataset", "skull_stripped_mni6_2mm"]

@@ -27,8 +27,25 @@ from .prepare import PREPARE_COMMAND, prepare_dataset, prepared_slices
 from .transforms import SaveRegistrationd
 
 __all__ = [
-    'SPACING_MM', 'T2_LIKE', 'TISSUES', 'write_icbm_slices', 'save_slices', 'load_slices', 'random_smooth_ddf',
-    't2_like', 'tissue_labels', 'SyntheticWarpDataset', 'keyed_batch', 'pair_datalist', 'PREPARE_COMMAND',
-    'prepare_dataset', 'prepared_slices', 'TranslateAndRegister', 'RegistrationLoss', 'folding_fraction', 'score',
-    'sitk_bspline', 'SaveRegistrationd'
+    "SPACING_MM",
+    "T2_LIKE",
+    "TISSUES",
+    "write_icbm_slices",
+    "save_slices",
+    "load_slices",
+    "random_smooth_ddf",
+    "t2_like",
+    "tissue_labels",
+    "SyntheticWarpDataset",
+    "keyed_batch",
+    "pair_datalist",
+    "PREPARE_COMMAND",
+    "prepare_dataset",
+    "prepared_slices",
+    "TranslateAndRegister",
+    "RegistrationLoss",
+    "folding_fraction",
+    "score",
+    "sitk_bspline",
+    "SaveRegistrationd",
 ]

@@ -11,6 +11,7 @@ maps. Each sample is a pair on the same anatomy:
 So the ground truth is exactly `d`: the displacement (MONAI `Warp` convention, in voxels) that
 brings the moving image onto the fixed one, fixed(x) ~ moving(x + d(x)).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -68,15 +69,19 @@ def write_icbm_slices(out_dir: str | Path, test_every: int = 4, block: int = 6) 
     from monai_bundle.tasks.segmentation import label_on_image_grid
 
     t1 = read_image(sample_data.fetch("icbm_t1"), ndim=3)
-    maps = [label_on_image_grid(t1, read_image(sample_data.fetch(f"icbm_{k}"), ndim=3), k).astype(np.float32) / 255
-            for k in ("gm", "wm")]
+    maps = [
+        label_on_image_grid(t1, read_image(sample_data.fetch(f"icbm_{k}"), ndim=3), k).astype(np.float32) / 255
+        for k in ("gm", "wm")
+    ]
     brain = (brain_tissue_labels(*maps) > 0).astype(np.float32)
     volumes = np.stack([np.asarray(t1.array, np.float32) * brain, *maps, brain])
     pooled = F.avg_pool3d(torch.from_numpy(volumes), 2).numpy()[:, 1:97, 2:114]  # 98x116 -> 96x112
     t1_2mm, grey, white, brain_2mm = pooled
     keep = [k for k in range(pooled.shape[-1]) if brain_2mm[..., k].mean() > 0.15]
-    slices = {name: np.moveaxis(v[..., keep], -1, 0) for name, v in
-              (("t1", t1_2mm), ("grey_matter", grey), ("white_matter", white), ("brain", brain_2mm))}
+    slices = {
+        name: np.moveaxis(v[..., keep], -1, 0)
+        for name, v in (("t1", t1_2mm), ("grey_matter", grey), ("white_matter", white), ("brain", brain_2mm))
+    }
     test = np.array([(i // block) % test_every == test_every - 1 for i in range(len(keep))])
     save_slices(target, **slices, test=test)
     return out_dir
@@ -85,8 +90,9 @@ def write_icbm_slices(out_dir: str | Path, test_every: int = 4, block: int = 6) 
 def save_slices(path: str | Path, t1, grey_matter, white_matter, brain, test) -> None:
     """Write a slice set: arrays (n, H, W) of T1 and tissue fractions, and which slices are held out."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, t1=t1, grey_matter=grey_matter, white_matter=white_matter, brain=brain,
-                        test=np.asarray(test, bool))
+    np.savez_compressed(
+        path, t1=t1, grey_matter=grey_matter, white_matter=white_matter, brain=brain, test=np.asarray(test, bool)
+    )
 
 
 def load_slices(dataset_dir: str | Path, split: str) -> dict[str, np.ndarray]:
@@ -103,13 +109,22 @@ def load_slices(dataset_dir: str | Path, split: str) -> dict[str, np.ndarray]:
         return {"t1": data["t1"][chosen].astype(np.float32), "tissues": np.stack([grey, white, csf], 1)}
 
 
-def random_smooth_ddf(shape: tuple[int, int], rng: np.random.Generator, max_mm: float,
-                      control_mm: float = 32.0, spacing: float = SPACING_MM) -> torch.Tensor:
+def random_smooth_ddf(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    max_mm: float,
+    control_mm: float = 32.0,
+    spacing: float = SPACING_MM,
+) -> torch.Tensor:
     """A smooth random displacement field (2, H, W) in voxels: Gaussian control points every `control_mm`,
     bicubic in between, scaled to a largest displacement drawn from [max_mm / 2, max_mm]."""
     coarse = [int(np.ceil(n * spacing / control_mm)) + 1 for n in shape]
-    field = F.interpolate(torch.from_numpy(rng.normal(size=(1, 2, *coarse)).astype(np.float32)), size=shape,
-                          mode="bicubic", align_corners=True)[0]
+    field = F.interpolate(
+        torch.from_numpy(rng.normal(size=(1, 2, *coarse)).astype(np.float32)),
+        size=shape,
+        mode="bicubic",
+        align_corners=True,
+    )[0]
     peak = float(torch.linalg.vector_norm(field, dim=0).max())
     return field * (rng.uniform(0.5, 1.0) * max_mm / spacing / max(peak, 1e-6))
 
@@ -119,7 +134,8 @@ def t2_like(tissues: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     image = sum(T2_LIKE[name] * tissues[i] for i, name in enumerate(TISSUES))
     bias = np.exp(0.15 * smooth_field(image.shape, rng))
     image = image * torch.from_numpy(bias.astype(np.float32)) + torch.from_numpy(
-        rng.normal(0.0, 0.02, image.shape).astype(np.float32))
+        rng.normal(0.0, 0.02, image.shape).astype(np.float32)
+    )
     return _normalise(image.clamp(min=0)[None])
 
 
@@ -144,8 +160,9 @@ class SyntheticWarpDataset(torch.utils.data.Dataset):
         max_displacement_mm: the largest displacement of a warp is drawn from [half of this, this].
     """
 
-    def __init__(self, slices: Mapping[str, np.ndarray], length: int, seed: int = 0,
-                 max_displacement_mm: float = 8.0) -> None:
+    def __init__(
+        self, slices: Mapping[str, np.ndarray], length: int, seed: int = 0, max_displacement_mm: float = 8.0
+    ) -> None:
         self.t1 = torch.stack([_normalise(torch.from_numpy(s)[None]) for s in slices["t1"]])
         self.tissues = torch.from_numpy(slices["tissues"])
         self.length, self.seed, self.max_mm = int(length), int(seed), float(max_displacement_mm)
@@ -162,8 +179,14 @@ class SyntheticWarpDataset(torch.utils.data.Dataset):
         ddf = random_smooth_ddf(tuple(t1.shape[1:]), rng, self.max_mm)
         warped = self.warp(tissues[None], ddf[None])[0]
         fixed = t2_like(warped, rng)
-        return {"pair": torch.cat([t1, fixed]), "ddf": ddf, "t1": t1, "t2_aligned": t2_like(tissues, rng),
-                "moving_label": tissue_labels(tissues), "fixed_label": tissue_labels(warped)}
+        return {
+            "pair": torch.cat([t1, fixed]),
+            "ddf": ddf,
+            "t1": t1,
+            "t2_aligned": t2_like(tissues, rng),
+            "moving_label": tissue_labels(tissues),
+            "fixed_label": tissue_labels(warped),
+        }
 
 
 def keyed_batch(image_key: str, label_key: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
@@ -174,8 +197,12 @@ def keyed_batch(image_key: str, label_key: str) -> Callable[..., tuple[torch.Ten
         label_key: key of the target (or of what the loss compares with).
     """
 
-    def prepare(batchdata: Mapping[str, torch.Tensor], device: torch.device | str | None = None,
-                non_blocking: bool = False, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(
+        batchdata: Mapping[str, torch.Tensor],
+        device: torch.device | str | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(batchdata[key].to(device=device, non_blocking=non_blocking) for key in (image_key, label_key))
 
     return prepare

@@ -1,4 +1,5 @@
 """How a registration is scored against the known warp: displacement error in mm, Dice of warped tissue, folding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,10 +22,16 @@ def score(predicted: np.ndarray, item: dict[str, torch.Tensor], spacing: float =
     truth = item["ddf"].numpy()
     brain = item["fixed_label"][0].numpy() > 0
     error = np.linalg.norm(predicted - truth, axis=0)[brain] * spacing
-    warped = Warp(mode="nearest", padding_mode="zeros")(item["moving_label"][None].float(),
-                                                        torch.from_numpy(predicted)[None].float())
-    dice = compute_dice(one_hot(warped.long(), 4), one_hot(item["fixed_label"][None].long(), 4),
-                        include_background=False)[0]
-    return {"error_mm": float(error.mean()), "error_p95_mm": float(np.percentile(error, 95)),
-            "dice_grey_matter": float(dice[0]), "dice_white_matter": float(dice[1]),
-            "folding_fraction": folding_fraction(predicted)}
+    warped = Warp(mode="nearest", padding_mode="zeros")(
+        item["moving_label"][None].float(), torch.from_numpy(predicted)[None].float()
+    )
+    dice = compute_dice(
+        one_hot(warped.long(), 4), one_hot(item["fixed_label"][None].long(), 4), include_background=False
+    )[0]
+    return {
+        "error_mm": float(error.mean()),
+        "error_p95_mm": float(np.percentile(error, 95)),
+        "dice_grey_matter": float(dice[0]),
+        "dice_white_matter": float(dice[1]),
+        "folding_fraction": folding_fraction(predicted),
+    }

@@ -7,6 +7,7 @@ image under a mono-modal similarity (LNCC) plus bending energy. Without the tran
 LocalNet learns from mutual information between T1 and the T2-like image instead. At inference
 the network's field can be refined per pair by a few optimiser steps on the same loss.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,9 +37,16 @@ class TranslateAndRegister(nn.Module):
         bending_weight: weight of the bending energy in the refinement's loss.
     """
 
-    def __init__(self, registration: nn.Module, translator: nn.Module | None = None, multiple: int = 8,
-                 refine_steps: int = 0, refine_lr: float = 0.1, similarity: nn.Module | None = None,
-                 bending_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        registration: nn.Module,
+        translator: nn.Module | None = None,
+        multiple: int = 8,
+        refine_steps: int = 0,
+        refine_lr: float = 0.1,
+        similarity: nn.Module | None = None,
+        bending_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.registration, self.translator, self.multiple = registration, translator, int(multiple)
         self.refine_steps, self.refine_lr = int(refine_steps), float(refine_lr)

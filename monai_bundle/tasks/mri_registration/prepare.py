@@ -42,6 +42,8 @@ def prepared_slices(dataset_dir: str | os.PathLike, split: str) -> dict[str, np.
         SystemExit: one line when `dataset_dir` holds no slices.npz.
     """
     if not (Path(dataset_dir) / "slices.npz").is_file():
-        raise SystemExit(f"{dataset_dir}: no prepared slice set (slices.npz); run the prepare workflow first: "
-                         f"{PREPARE_COMMAND} --dataset_dir {dataset_dir}")
+        raise SystemExit(
+            f"{dataset_dir}: no prepared slice set (slices.npz); run the prepare workflow first: "
+            f"{PREPARE_COMMAND} --dataset_dir {dataset_dir}"
+        )
     return load_slices(dataset_dir, split)

@@ -1,4 +1,5 @@
 """Writing a registration's results on the fixed image's grid."""
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,9 @@ class SaveRegistrationd(MapTransform):
         allow_missing_keys: do not fail when a key is missing.
     """
 
-    def __init__(self, keys: KeysCollection, moving_key: str, fixed_key: str, output_dir: str,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, moving_key: str, fixed_key: str, output_dir: str, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.moving_key, self.fixed_key, self.output_dir = moving_key, fixed_key, output_dir
         self.warp = Warp(mode="bilinear", padding_mode="zeros")
@@ -54,8 +56,12 @@ class SaveRegistrationd(MapTransform):
             warped = self.warp(torch.as_tensor(moving)[None].float(), torch.as_tensor(ddf)[None])[0, 0].numpy()
             check_same_grid(fixed_path, warped.shape, affine)
             warped_path = output_path(moving_path, self.output_dir, "warped", image_suffix(fixed_path))
-            write_image(warped.astype(np.float32), affine, warped_path,
-                        reference=fixed_path if Path(fixed_path).is_file() else None)
+            write_image(
+                warped.astype(np.float32),
+                affine,
+                warped_path,
+                reference=fixed_path if Path(fixed_path).is_file() else None,
+            )
             displacement_ras = np.einsum("wc,c...->...w", affine[:3, : ddf.shape[0]], ddf.numpy())
             ddf_path = output_path(moving_path, self.output_dir, "ddf", ".nii.gz")
             write_displacement_field(displacement_ras, affine, ddf_path)

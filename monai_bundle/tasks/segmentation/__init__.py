@@ -14,7 +14,14 @@ from .transforms import (
 )
 
 __all__ = [
-    'write_case', 'label_on_image_grid', 'write_dataset_json', 'SegmentationReport', 'label_volumes_ml',
-    'segmentation_results', 'KeepLargestComponentPerLabeld', 'label_boxes', 'probabilities_to_labels',
-    'ProbabilitiesToInputLabelsd'
+    "write_case",
+    "label_on_image_grid",
+    "write_dataset_json",
+    "SegmentationReport",
+    "label_volumes_ml",
+    "segmentation_results",
+    "KeepLargestComponentPerLabeld",
+    "label_boxes",
+    "probabilities_to_labels",
+    "ProbabilitiesToInputLabelsd",
 ]

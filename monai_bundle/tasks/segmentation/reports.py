@@ -31,8 +31,9 @@ class SegmentationReport:
         include_background: whether the metric handlers score the background too.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str],
-                 include_background: bool = False) -> None:
+    def __init__(
+        self, output_dir: str | os.PathLike, class_names: Sequence[str], include_background: bool = False
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.labels = list(class_names if include_background else class_names[1:])
         self.cases: list[str] = []
@@ -62,7 +63,6 @@ class SegmentationReport:
             }
         write_text_atomic(self.output_dir / "report.json", json.dumps(report, indent=2))
         logger.info("wrote %s", self.output_dir / "report.json")
-
 
 
 def label_volumes_ml(label_path: str | Path, class_names: list[str]) -> dict[str, float]:

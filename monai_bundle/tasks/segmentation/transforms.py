@@ -30,8 +30,9 @@ class KeepLargestComponentPerLabeld(MapTransform):
         allow_missing_keys: do not fail when a key is missing.
     """
 
-    def __init__(self, keys: KeysCollection, labels: Sequence[int] | None = None,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, labels: Sequence[int] | None = None, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.labels = [int(label) for label in labels or []]
 
@@ -69,8 +70,13 @@ def label_boxes(labels: np.ndarray) -> list[tuple[slice, ...] | None]:
     return ndimage.find_objects(labels)
 
 
-def probabilities_to_labels(probabilities: np.ndarray, grid_affine: np.ndarray, target_affine: np.ndarray,
-                            target_shape: tuple[int, ...], slab_voxels: int = 1 << 23) -> np.ndarray:
+def probabilities_to_labels(
+    probabilities: np.ndarray,
+    grid_affine: np.ndarray,
+    target_affine: np.ndarray,
+    target_shape: tuple[int, ...],
+    slab_voxels: int = 1 << 23,
+) -> np.ndarray:
     """argmax of class probabilities linearly interpolated at every voxel of a target grid (uint8).
 
     The answer of resampling every channel to the target grid (Invertd, bilinear) and taking the
@@ -180,8 +186,9 @@ def _grid_coordinates(to_grid: np.ndarray, rows: tuple[int, int], shape: tuple[i
     return coords
 
 
-def _interpolated_argmax(table: torch.Tensor, grid_shape: tuple[int, ...], cells: list[np.ndarray],
-                         fractions: list[np.ndarray]) -> np.ndarray:
+def _interpolated_argmax(
+    table: torch.Tensor, grid_shape: tuple[int, ...], cells: list[np.ndarray], fractions: list[np.ndarray]
+) -> np.ndarray:
     """argmax over classes of the (multi)linear interpolation of a padded grid at points.
 
     A point is its cell (lower corner, per axis) and its fractional position in it. `table`
@@ -194,8 +201,11 @@ def _interpolated_argmax(table: torch.Tensor, grid_shape: tuple[int, ...], cells
     for fraction, stride in zip(fractions, strides, strict=False):
         upper = torch.from_numpy(np.ascontiguousarray(fraction))
         lower = 1.0 - upper
-        corners = [(row + o * int(stride), w if weight is None else weight * w)
-                   for row, weight in corners for o, w in ((0, lower), (1, upper))]
+        corners = [
+            (row + o * int(stride), w if weight is None else weight * w)
+            for row, weight in corners
+            for o, w in ((0, lower), (1, upper))
+        ]
     total = torch.zeros(rows.numel(), table.shape[1])
     for offset, weight in corners:
         total.addcmul_(table.index_select(0, rows + offset), weight[:, None])

@@ -26,8 +26,24 @@ from .networks import FEATURE_LAYERS, GRADCAM_LAYERS, NETWORKS, SeedCNN, classif
 from .transforms import GradCAMd, SaveHeatmapPNGd
 
 __all__ = [
-    'NETWORKS', 'GRADCAM_LAYERS', 'FEATURE_LAYERS', 'SeedCNN', 'classifier', 'DEFAULT_THRESHOLD', 'positive_weight',
-    'roc_curve', 'youden_threshold', 'wilson_interval', 'binary_metrics', 'threshold_path', 'stored_threshold',
-    'DecisionThresholdSaver', 'CSV_COLUMNS', 'prediction_table', 'PredictionWriter', 'ClassificationReport',
-    'GradCAMd', 'SaveHeatmapPNGd'
+    "NETWORKS",
+    "GRADCAM_LAYERS",
+    "FEATURE_LAYERS",
+    "SeedCNN",
+    "classifier",
+    "DEFAULT_THRESHOLD",
+    "positive_weight",
+    "roc_curve",
+    "youden_threshold",
+    "wilson_interval",
+    "binary_metrics",
+    "threshold_path",
+    "stored_threshold",
+    "DecisionThresholdSaver",
+    "CSV_COLUMNS",
+    "prediction_table",
+    "PredictionWriter",
+    "ClassificationReport",
+    "GradCAMd",
+    "SaveHeatmapPNGd",
 ]

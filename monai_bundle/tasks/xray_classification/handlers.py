@@ -1,4 +1,5 @@
 """Ignite handlers that gather every image's probability: the threshold saver, predictions.csv and the report."""
+
 from __future__ import annotations
 
 import csv
@@ -40,12 +41,14 @@ class _PredictionCollector:
     def _collect(self, engine) -> None:
         for item in engine.state.output:
             label = item.get("label")
-            self.rows.append({
-                "file": str((getattr(item["image"], "meta", None) or {}).get("filename_or_obj", "")),
-                "probability": float(torch.as_tensor(item["pred"]).float().reshape(-1)[0]),
-                "label": None if label is None else int(torch.as_tensor(label).reshape(-1)[0]),
-                "heatmap": item.get("cam_path", ""),
-            })
+            self.rows.append(
+                {
+                    "file": str((getattr(item["image"], "meta", None) or {}).get("filename_or_obj", "")),
+                    "probability": float(torch.as_tensor(item["pred"]).float().reshape(-1)[0]),
+                    "label": None if label is None else int(torch.as_tensor(label).reshape(-1)[0]),
+                    "heatmap": item.get("cam_path", ""),
+                }
+            )
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -73,8 +76,13 @@ class DecisionThresholdSaver(_PredictionCollector):
         class_names: class names (negative, positive), stored in the card.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, network_name: str, spatial_size: int | Sequence[int],
-                 class_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        network_name: str,
+        spatial_size: int | Sequence[int],
+        class_names: Sequence[str],
+    ) -> None:
         super().__init__()
         self.path = threshold_path(checkpoint)
         self.card = {"network": network_name, "spatial_size": spatial_size, "class_names": list(class_names)}
@@ -89,12 +97,19 @@ class DecisionThresholdSaver(_PredictionCollector):
             "threshold_rule": "Youden's J (sensitivity + specificity - 1) on the validation split",
             "epoch": engine.state.epoch,
             **self.card,
-            "validation": {key: metrics[key]
-                           for key in ("n", "positives", "roc_auc", "sensitivity", "specificity", "accuracy")},
+            "validation": {
+                key: metrics[key] for key in ("n", "positives", "roc_auc", "sensitivity", "specificity", "accuracy")
+            },
         }
         write_text_atomic(self.path, json.dumps(card, indent=2) + "\n")
-        logger.info("epoch %d: decision threshold %.3f (validation sensitivity %.3f, specificity %.3f) -> %s",
-                    engine.state.epoch, threshold, metrics["sensitivity"], metrics["specificity"], self.path)
+        logger.info(
+            "epoch %d: decision threshold %.3f (validation sensitivity %.3f, specificity %.3f) -> %s",
+            engine.state.epoch,
+            threshold,
+            metrics["sensitivity"],
+            metrics["specificity"],
+            self.path,
+        )
 
 
 CSV_COLUMNS = ("file", "probability", "predicted_class", "threshold", "label", "heatmap")
@@ -108,9 +123,13 @@ def prediction_table(rows: Sequence[dict], class_names: Sequence[str], threshold
     columns = [c for c in CSV_COLUMNS if c != "label" or with_labels]
     writer.writerow(columns)
     for row in rows:
-        values = {**row, "probability": f"{row['probability']:.6f}", "threshold": f"{threshold:.6f}",
-                  "predicted_class": class_names[int(row["probability"] >= threshold)],
-                  "label": "" if row["label"] is None else class_names[row["label"]]}
+        values = {
+            **row,
+            "probability": f"{row['probability']:.6f}",
+            "threshold": f"{threshold:.6f}",
+            "predicted_class": class_names[int(row["probability"] >= threshold)],
+            "label": "" if row["label"] is None else class_names[row["label"]],
+        }
         writer.writerow([values[c] for c in columns])
     return text.getvalue()
 
@@ -132,8 +151,14 @@ class PredictionWriter(_PredictionCollector):
         path = self.output_dir / "predictions.csv"
         write_text_atomic(path, prediction_table(self.rows, self.class_names, self.threshold))
         positives = sum(row["probability"] >= self.threshold for row in self.rows)
-        logger.info("%d image(s): %d %s, threshold %.3f -> %s", len(self.rows), positives, self.class_names[1],
-                    self.threshold, path)
+        logger.info(
+            "%d image(s): %d %s, threshold %.3f -> %s",
+            len(self.rows),
+            positives,
+            self.class_names[1],
+            self.threshold,
+            path,
+        )
 
 
 class ClassificationReport(PredictionWriter):
@@ -146,8 +171,13 @@ class ClassificationReport(PredictionWriter):
         checkpoint: the evaluated checkpoint, named in report.json.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], threshold: float,
-                 checkpoint: str | os.PathLike = "") -> None:
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        class_names: Sequence[str],
+        threshold: float,
+        checkpoint: str | os.PathLike = "",
+    ) -> None:
         super().__init__(output_dir, class_names, threshold)
         self.checkpoint = str(checkpoint)
 
@@ -160,15 +190,22 @@ class ClassificationReport(PredictionWriter):
             "class_names": self.class_names,
             "positive_class": self.class_names[1],
             "metrics": metrics,
-            "roc_curve": {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
-                          "thresholds": [None if not np.isfinite(t) else float(t) for t in thresholds]},
+            "roc_curve": {
+                "fpr": fpr.tolist(),
+                "tpr": tpr.tolist(),
+                "thresholds": [None if not np.isfinite(t) else float(t) for t in thresholds],
+            },
         }
         write_text_atomic(self.output_dir / "report.json", json.dumps(report, indent=2) + "\n")
         from monai_bundle.io import save_confusion_matrix_png, save_roc_png
 
         save_roc_png(fpr, tpr, metrics, self.output_dir / "roc_curve.png")
         save_confusion_matrix_png(metrics, self.class_names, self.output_dir / "confusion_matrix.png")
-        logger.info("accuracy %.3f, sensitivity %.3f, specificity %.3f, ROC AUC %s -> %s", metrics["accuracy"],
-                    metrics["sensitivity"] or 0.0, metrics["specificity"] or 0.0,
-                    "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.3f}",
-                    self.output_dir / "report.json")
+        logger.info(
+            "accuracy %.3f, sensitivity %.3f, specificity %.3f, ROC AUC %s -> %s",
+            metrics["accuracy"],
+            metrics["sensitivity"] or 0.0,
+            metrics["specificity"] or 0.0,
+            "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.3f}",
+            self.output_dir / "report.json",
+        )

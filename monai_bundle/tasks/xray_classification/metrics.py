@@ -1,4 +1,5 @@
 """A binary classifier's numbers: class balance, ROC, the decision threshold and metrics with confidence intervals."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def positive_weight(datalist: Sequence[dict]) -> torch.Tensor:
     if positives == 0 or positives == len(labels):
         raise ValueError(f"the training list needs both classes; it has {positives} positive of {len(labels)}")
     weight = (len(labels) - positives) / positives
-    logger.info("class balance: %d positive, %d negative -> pos_weight %.3f", positives, len(labels) - positives,
-                weight)
+    logger.info(
+        "class balance: %d positive, %d negative -> pos_weight %.3f", positives, len(labels) - positives, weight
+    )
     return torch.tensor([weight], dtype=torch.float32)
 
 
@@ -86,10 +88,19 @@ def binary_metrics(probabilities: Sequence[float], labels: Sequence[int], thresh
     both_classes = 0 < y.sum() < y.size
     auc = float(compute_roc_auc(torch.as_tensor(p), torch.as_tensor(y.astype(np.float64)))) if both_classes else None
     return {
-        "n": int(y.size), "positives": int(y.sum()), "threshold": float(threshold),
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-        "accuracy": ratio(tp + tn, y.size), "sensitivity": sensitivity, "specificity": ratio(tn, tn + fp),
-        "precision": precision, "f1": f1, "roc_auc": auc,
+        "n": int(y.size),
+        "positives": int(y.sum()),
+        "threshold": float(threshold),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "accuracy": ratio(tp + tn, y.size),
+        "sensitivity": sensitivity,
+        "specificity": ratio(tn, tn + fp),
+        "precision": precision,
+        "f1": f1,
+        "roc_auc": auc,
         "ci95": {
             "accuracy": wilson_interval(tp + tn, y.size),
             "sensitivity": wilson_interval(tp, tp + fn),

@@ -3,6 +3,7 @@
 Each network outputs one logit for the positive class (`BCEWithLogitsLoss` in training,
 `Activationsd(sigmoid=True)` after inference), so one probability per image comes out of every config.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """Grad-CAM heat maps: where the network looked, computed and drawn over the radiograph."""
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
@@ -41,7 +42,8 @@ class GradCAMd(MapTransform):
             try:
                 with torch.enable_grad(), torch.autocast(image.device.type, enabled=False):
                     cam = GradCAM(nn_module=self.network, target_layers=self.layer)(
-                        image.as_tensor()[None].float().detach().clone(), class_idx=0)
+                        image.as_tensor()[None].float().detach().clone(), class_idx=0
+                    )
             finally:
                 self.network.train(training)
             heat = image.clone()
@@ -64,8 +66,14 @@ class SaveHeatmapPNGd(MapTransform):
         output_postfix: `<case>_<output_postfix>.png`.
     """
 
-    def __init__(self, keys: KeysCollection, output_dir: str, class_names: Sequence[str], threshold: float,
-                 output_postfix: str = "gradcam") -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        class_names: Sequence[str],
+        threshold: float,
+        output_postfix: str = "gradcam",
+    ) -> None:
         super().__init__(keys)
         self.output_dir, self.class_names, self.threshold = output_dir, list(class_names), float(threshold)
         self.output_postfix = output_postfix
@@ -78,8 +86,10 @@ class SaveHeatmapPNGd(MapTransform):
             source = source_path(d[key])
             probability = float(torch.as_tensor(d["pred"]).float().reshape(-1)[0])
             verdict = self.class_names[int(probability >= self.threshold)]
-            title = (f"{Path(source).name}: p({self.class_names[1]}) = {probability:.3f} -> {verdict} "
-                     f"(threshold {self.threshold:.3f})")
+            title = (
+                f"{Path(source).name}: p({self.class_names[1]}) = {probability:.3f} -> {verdict} "
+                f"(threshold {self.threshold:.3f})"
+            )
             target = output_path(source, self.output_dir, self.output_postfix, ".png")
             heat = np.asarray(d[key].detach().cpu())[0]
             d[f"{key}_png_path"] = str(save_heatmap_png(read_radiograph(source).array, heat, target, title))

@@ -19,8 +19,22 @@ from .sampling import SYNTHETIC_PREFIX, generate, write_samples
 from .training import ClassLatents, GanLosses, LabelledImages, latents_for
 
 __all__ = [
-    'class_maps', 'ConditionalGenerator', 'ConditionalDiscriminator', 'ClassLatents', 'latents_for',
-    'LabelledImages', 'GanLosses', 'SYNTHETIC_PREFIX', 'generate', 'write_samples', 'MS_SSIM_WEIGHTS',
-    'kernel_inception_distance', 'ms_ssim_diversity', 'privacy_report', 'PenultimateFeatures', 'synthesis_report',
-    'load_image_set', 'write_report'
+    "class_maps",
+    "ConditionalGenerator",
+    "ConditionalDiscriminator",
+    "ClassLatents",
+    "latents_for",
+    "LabelledImages",
+    "GanLosses",
+    "SYNTHETIC_PREFIX",
+    "generate",
+    "write_samples",
+    "MS_SSIM_WEIGHTS",
+    "kernel_inception_distance",
+    "ms_ssim_diversity",
+    "privacy_report",
+    "PenultimateFeatures",
+    "synthesis_report",
+    "load_image_set",
+    "write_report",
 ]

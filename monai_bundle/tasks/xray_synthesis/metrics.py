@@ -4,6 +4,7 @@ KID (kernel inception distance) is an unbiased MMD^2 with a cubic polynomial ker
 samples measures diversity; the nearest-neighbour privacy report asks whether samples are closer to
 training images than unseen real images are.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,9 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 """The standard MS-SSIM scale weights (Wang et al. 2003), finest first."""
 
 
-def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 20, subset_size: int = 100,
-                              seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 20, subset_size: int = 100, seed: int = 0
+) -> tuple[float, float]:
     """KID (Binkowski et al. 2018): unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 over random subsets; (mean, std).
 
     0 for samples of one distribution (up to noise; it can go slightly negative).
@@ -48,13 +50,15 @@ def ms_ssim_diversity(images: torch.Tensor, pairs: int = 200, seed: int = 0, ker
     rng = np.random.default_rng(seed)
     first = rng.integers(0, len(images), pairs)
     second = (first + rng.integers(1, len(images), pairs)) % len(images)
-    metric = MultiScaleSSIMMetric(spatial_dims=2, data_range=1.0, kernel_size=kernel_size,
-                                  weights=MS_SSIM_WEIGHTS[:scales])
+    metric = MultiScaleSSIMMetric(
+        spatial_dims=2, data_range=1.0, kernel_size=kernel_size, weights=MS_SSIM_WEIGHTS[:scales]
+    )
     return float(metric(images[first].float(), images[second].float()).mean())
 
 
-def _nearest(queries: torch.Tensor, references: torch.Tensor,
-             exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest(
+    queries: torch.Tensor, references: torch.Tensor, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """RMS pixel distance from each query to its nearest reference, and that reference's index."""
     q, r = queries.float().flatten(1), references.float().flatten(1)
     distances = torch.cdist(q, r) / q.shape[1] ** 0.5
@@ -63,8 +67,13 @@ def _nearest(queries: torch.Tensor, references: torch.Tensor,
     return distances.min(1)
 
 
-def privacy_report(synthetic: torch.Tensor, training: torch.Tensor, held_out: torch.Tensor,
-                   near_copy_percentile: float = 5.0, seed: int = 0) -> dict:
+def privacy_report(
+    synthetic: torch.Tensor,
+    training: torch.Tensor,
+    held_out: torch.Tensor,
+    near_copy_percentile: float = 5.0,
+    seed: int = 0,
+) -> dict:
     """Are synthetic images closer to the GAN's training images than unseen real images are?
 
     Distances: root-mean-square pixel difference to the nearest image. The training images are
@@ -87,7 +96,9 @@ def privacy_report(synthetic: torch.Tensor, training: torch.Tensor, held_out: to
     flagged = (to_train < threshold).numpy()
     return {
         "distance": "RMS pixel difference to the nearest image (images in [0, 1])",
-        "n_synthetic": len(synthetic), "n_training_reference": len(training), "n_held_out": len(held_out),
+        "n_synthetic": len(synthetic),
+        "n_training_reference": len(training),
+        "n_held_out": len(held_out),
         "median_synthetic_to_training": float(to_train.median()),
         "median_synthetic_to_held_out": float(to_held.median()),
         "median_held_out_to_training": float(held_to_train.median()),
@@ -95,7 +106,7 @@ def privacy_report(synthetic: torch.Tensor, training: torch.Tensor, held_out: to
         "fraction_closer_to_training_than_to_held_out": float((ratio < 1).mean()),
         "near_copy_threshold": threshold,
         "near_copy_rule": f"distance to a training image below the {near_copy_percentile:g}th percentile of "
-                          "held-out images' distances to each other",
+        "held-out images' distances to each other",
         "fraction_near_copies": float(flagged.mean()),
         "near_copies": [int(i) for i in np.flatnonzero(flagged)],
         "near_copy_training_index": [int(keep[train_index[i]]) for i in np.flatnonzero(flagged)],
@@ -124,8 +135,9 @@ class PenultimateFeatures:
         hook = self.last_linear.register_forward_hook(lambda _m, args, _out: captured.append(args[0].float().cpu()))
         try:
             for chunk in images.split(batch_size):
-                resized = F.interpolate(chunk.float(), size=(self.image_size,) * 2, mode="bilinear",
-                                        align_corners=False)
+                resized = F.interpolate(
+                    chunk.float(), size=(self.image_size,) * 2, mode="bilinear", align_corners=False
+                )
                 self.network(resized.to(self.device))
         finally:
             hook.remove()

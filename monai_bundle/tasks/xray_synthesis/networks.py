@@ -5,6 +5,7 @@ image with the class as constant extra channels. The generator returns that same
 channels) stack, so MONAI's own `GanTrainer` trains the pair unchanged. Spectral norm in the
 discriminator stabilises training.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,15 +37,28 @@ class ConditionalGenerator(nn.Module):
         ValueError: `image_size` is not a multiple of 2 ** len(channels).
     """
 
-    def __init__(self, latent_size: int = 64, num_classes: int = 2, image_size: int = 64,
-                 channels: Sequence[int] = (128, 64, 32, 16), num_res_units: int = 1, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        latent_size: int = 64,
+        num_classes: int = 2,
+        image_size: int = 64,
+        channels: Sequence[int] = (128, 64, 32, 16),
+        num_res_units: int = 1,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         start = image_size // 2 ** len(channels)
         if start * 2 ** len(channels) != image_size or start < 1:
             raise ValueError(f"image_size {image_size} must be a multiple of 2**{len(channels)}")
         self.latent_size, self.num_classes, self.image_size = latent_size, num_classes, image_size
-        self.net = Generator((latent_size + num_classes,), (2 * channels[0], start, start), (*channels, 1),
-                             (2,) * len(channels) + (1,), num_res_units=num_res_units, norm=norm)
+        self.net = Generator(
+            (latent_size + num_classes,),
+            (2 * channels[0], start, start),
+            (*channels, 1),
+            (2,) * len(channels) + (1,),
+            num_res_units=num_res_units,
+            norm=norm,
+        )
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         image = torch.sigmoid(self.net(latents))
@@ -62,12 +76,24 @@ class ConditionalDiscriminator(nn.Module):
         dropout: dropout probability.
     """
 
-    def __init__(self, num_classes: int = 2, image_size: int = 64, channels: Sequence[int] = (32, 64, 128, 256),
-                 dropout: float = 0.25) -> None:
+    def __init__(
+        self,
+        num_classes: int = 2,
+        image_size: int = 64,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        dropout: float = 0.25,
+    ) -> None:
         super().__init__()
-        self.net = Discriminator((1 + num_classes, image_size, image_size), channels, (2,) * len(channels),
-                                 num_res_units=0, act=("leakyrelu", {"negative_slope": 0.2}), norm=None,
-                                 dropout=dropout, last_act=None)
+        self.net = Discriminator(
+            (1 + num_classes, image_size, image_size),
+            channels,
+            (2,) * len(channels),
+            num_res_units=0,
+            act=("leakyrelu", {"negative_slope": 0.2}),
+            norm=None,
+            dropout=dropout,
+            last_act=None,
+        )
         for module in list(self.net.modules()):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.utils.parametrizations.spectral_norm(module)

@@ -1,4 +1,5 @@
 """The synthesis report: KID and diversity per class against real image sets, the privacy report, report.json."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,15 @@ from monai_bundle.tasks.xray_synthesis.sampling import generate
 logger = logging.getLogger(__name__)
 
 
-def synthesis_report(generator: ConditionalGenerator, real_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                     features: Callable[[torch.Tensor], torch.Tensor], class_names: Sequence[str],
-                     num_samples: int = 500, seed: int = 0, device: torch.device | str = "cpu") -> dict:
+def synthesis_report(
+    generator: ConditionalGenerator,
+    real_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    features: Callable[[torch.Tensor], torch.Tensor],
+    class_names: Sequence[str],
+    num_samples: int = 500,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict:
     """KID and diversity per class against real images, and the privacy report.
 
     KID is measured against every real set; "training" and "held_out" also give the real-vs-real
@@ -52,8 +59,9 @@ def synthesis_report(generator: ConditionalGenerator, real_sets: dict[str, tuple
             entry[f"kid_vs_{set_name}"] = {"mean": kid, "std": kid_std, "n_real": len(images)}
             entry[f"ms_ssim_{set_name}"] = ms_ssim_diversity(images, seed=seed)
         if "training" in real and "held_out" in real:
-            floor, floor_std = kernel_inception_distance(real_features["training"], real_features["held_out"],
-                                                         seed=seed)
+            floor, floor_std = kernel_inception_distance(
+                real_features["training"], real_features["held_out"], seed=seed
+            )
             entry["kid_training_vs_held_out"] = {"mean": floor, "std": floor_std}
             entry["privacy"] = privacy_report(fake, real["training"], real["held_out"], seed=seed)
         report["classes"][name] = entry
@@ -86,7 +94,11 @@ def write_report(report: dict, output_dir: str | os.PathLike) -> Path:
     write_text_atomic(path, json.dumps(report, indent=2) + "\n")
     for name, entry in report["classes"].items():
         privacy = entry.get("privacy", {})
-        logger.info("%s: KID vs held-out %.4f, MS-SSIM synthetic %.3f, near copies %.1f%%", name,
-                    entry.get("kid_vs_held_out", {}).get("mean", float("nan")), entry["ms_ssim_synthetic"],
-                    100 * privacy.get("fraction_near_copies", float("nan")))
+        logger.info(
+            "%s: KID vs held-out %.4f, MS-SSIM synthetic %.3f, near copies %.1f%%",
+            name,
+            entry.get("kid_vs_held_out", {}).get("mean", float("nan")),
+            entry["ms_ssim_synthetic"],
+            100 * privacy.get("fraction_near_copies", float("nan")),
+        )
     return path

@@ -1,4 +1,5 @@
 """Sampling a trained generator: reproducible images per class, and a class-folder set of SYNTHETIC PNGs."""
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,13 @@ SYNTHETIC_PREFIX = "synthetic_gan"
 
 
 @torch.no_grad()
-def generate(generator: ConditionalGenerator, classes: Sequence[int], seed: int = 0, batch_size: int = 64,
-             device: torch.device | str = "cpu") -> torch.Tensor:
+def generate(
+    generator: ConditionalGenerator,
+    classes: Sequence[int],
+    seed: int = 0,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Images (N, 1, H, W) in [0, 1] of the given classes, reproducible by `seed`."""
     generator.eval()
     rng = torch.Generator().manual_seed(int(seed))
@@ -29,8 +35,14 @@ def generate(generator: ConditionalGenerator, classes: Sequence[int], seed: int 
     return torch.cat([generator(chunk.to(device))[:, :1].float().cpu() for chunk in latents.split(batch_size)])
 
 
-def write_samples(generator: ConditionalGenerator, output_dir: str | os.PathLike, class_names: Sequence[str],
-                  num_samples: int, seed: int = 0, device: torch.device | str = "cpu") -> Path:
+def write_samples(
+    generator: ConditionalGenerator,
+    output_dir: str | os.PathLike,
+    class_names: Sequence[str],
+    num_samples: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Path:
     """`num_samples` images per class as 8-bit PNGs in `output_dir/<CLASS>/`, with samples.csv; returns output_dir.
 
     The layout is a class-folder dataset (usable as `--synthetic_dir` of `xray_train.json`); every
@@ -57,13 +69,13 @@ def write_samples(generator: ConditionalGenerator, output_dir: str | os.PathLike
         path = out / class_names[label] / f"{SYNTHETIC_PREFIX}_{class_names[label].lower()}_{index:05d}.png"
         pixels = np.round(255 * image[0].clamp(0, 1).numpy()).astype(np.uint8).T  # loaders give (columns, rows)
         write_bytes_atomic(path, png_bytes(np.ascontiguousarray(pixels)))
-        rows.append({"file": str(path.relative_to(out)), "class": class_names[label], "seed": seed,
-                     "synthetic": "yes"})
+        rows.append({"file": str(path.relative_to(out)), "class": class_names[label], "seed": seed, "synthetic": "yes"})
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(out / "samples.csv", table.getvalue())
-    write_text_atomic(out / "README.txt",
-                      "SYNTHETIC images made by a GAN (monai_bundle.tasks.xray_synthesis); not patients.\n")
+    write_text_atomic(
+        out / "README.txt", "SYNTHETIC images made by a GAN (monai_bundle.tasks.xray_synthesis); not patients.\n"
+    )
     return out

@@ -3,6 +3,7 @@
 Stabilisers: one-sided label smoothing of the real labels (`GanLosses`); the two learning rates
 are the config's.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,15 +28,22 @@ class ClassLatents:
     def __init__(self, num_classes: int, generator: torch.Generator | None = None) -> None:
         self.num_classes, self.generator = num_classes, generator
 
-    def __call__(self, num_latents: int, latent_size: int, device: torch.device | str | None = None,
-                 non_blocking: bool = False, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        num_latents: int,
+        latent_size: int,
+        device: torch.device | str | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         classes = torch.randint(self.num_classes, (num_latents,), generator=self.generator)
         latents = latents_for(classes, latent_size, self.num_classes, self.generator)
         return latents.to(device, non_blocking=non_blocking)
 
 
-def latents_for(classes: torch.Tensor, latent_size: int, num_classes: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def latents_for(
+    classes: torch.Tensor, latent_size: int, num_classes: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Noise vectors with the one-hot codes of `classes` appended."""
     noise = torch.randn(len(classes), latent_size, generator=generator)
     return torch.cat([noise, F.one_hot(classes.long(), num_classes).float()], 1)
@@ -51,8 +59,13 @@ class LabelledImages:
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
 
-    def __call__(self, batchdata: Mapping[str, Any], device: torch.device | str | None = None,
-                 non_blocking: bool = False, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: torch.device | str | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         images = torch.as_tensor(batchdata["image"]).float()
         labels = torch.as_tensor(batchdata["label"]).reshape(-1).long()
         codes = F.one_hot(labels, self.num_classes).float()
@@ -69,8 +82,13 @@ class GanLosses:
         real_label: target of real images (below 1: one-sided label smoothing).
     """
 
-    def __init__(self, discriminator: nn.Module, precision: str = "auto", device: torch.device | str = "cpu",
-                 real_label: float = 0.9) -> None:
+    def __init__(
+        self,
+        discriminator: nn.Module,
+        precision: str = "auto",
+        device: torch.device | str = "cpu",
+        real_label: float = 0.9,
+    ) -> None:
         self.discriminator, self.real_label = discriminator, float(real_label)
         self.device = torch.device(device)
         self.dtype = autocast_dtype(precision, self.device)

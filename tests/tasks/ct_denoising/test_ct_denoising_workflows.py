@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, bundle_run
 from monai.networks.nets import PatchDiscriminator
 
 from monai_bundle.engines import Pix2PixTrainer
 from monai_bundle.io import read_header, read_image, write_image
 from monai_bundle.tasks import ct_denoising as lowdose
 from monai_bundle.tasks.ct_denoising import ResidualUNet
+
+from conftest import REPO, bundle_run
 
 TINY = {"patch_size": [32, 32], "patches_per_volume": 4, "batch_size": 4, "max_epochs": 2, "epoch_length": 2}
 
@@ -50,12 +51,20 @@ def test_pix2pix_trainer_learns_to_remove_noise():
     generator = ResidualUNet(channels=(16, 32, 64), strides=(2, 2))
     discriminator = PatchDiscriminator(2, 16, 2, num_layers_d=2, norm="INSTANCE")
     base = torch.nn.functional.avg_pool2d(torch.rand(256, 1, 40, 40), 9, stride=1)  # smooth 32x32 images
-    batches = [{"image": base[i : i + 16] + 0.08 * torch.randn(16, 1, 32, 32), "label": base[i : i + 16]}
-               for i in range(0, 256, 16)]
+    batches = [
+        {"image": base[i : i + 16] + 0.08 * torch.randn(16, 1, 32, 32), "label": base[i : i + 16]}
+        for i in range(0, 256, 16)
+    ]
     noisy_l1 = float(torch.mean(torch.abs(torch.cat([b["image"] - b["label"] for b in batches]))))
-    trainer = Pix2PixTrainer("cpu", 20, batches, generator, discriminator,
-                             torch.optim.Adam(generator.parameters(), 1e-3, betas=(0.5, 0.999)),
-                             torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999)))
+    trainer = Pix2PixTrainer(
+        "cpu",
+        20,
+        batches,
+        generator,
+        discriminator,
+        torch.optim.Adam(generator.parameters(), 1e-3, betas=(0.5, 0.999)),
+        torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999)),
+    )
     trainer.run()  # 320 steps
     generator.eval()
     with torch.no_grad():
@@ -65,12 +74,20 @@ def test_pix2pix_trainer_learns_to_remove_noise():
 
 
 def test_train_evaluate_and_infer_through_the_bundle_cli(pairs, tmp_path):
-    bundle_run(["ct_denoising_inference.json", "ct_denoising_train.json"], dataset_dir=pairs,
-               output_dir=tmp_path / "train", **TINY)
+    bundle_run(
+        ["ct_denoising_inference.json", "ct_denoising_train.json"],
+        dataset_dir=pairs,
+        output_dir=tmp_path / "train",
+        **TINY,
+    )
     checkpoint = tmp_path / "train" / "models" / "model.pt"
     assert checkpoint.is_file()
-    bundle_run(["ct_denoising_inference.json", "ct_denoising_evaluate.json"], dataset_dir=pairs,
-               output_dir=tmp_path / "eval", checkpoint=checkpoint)
+    bundle_run(
+        ["ct_denoising_inference.json", "ct_denoising_evaluate.json"],
+        dataset_dir=pairs,
+        output_dir=tmp_path / "eval",
+        checkpoint=checkpoint,
+    )
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     case = report["cases"][0]
     assert report["hu_window"] == [-1000, 1000]
@@ -84,25 +101,35 @@ def test_train_evaluate_and_infer_through_the_bundle_cli(pairs, tmp_path):
     denoised = np.asarray(read_image(result).array)
     assert denoised.dtype == np.int16
     bone = np.asarray(read_image(source).array) > 1000
-    assert np.array_equal(denoised[bone], np.asarray(read_image(source).array)[bone])  # outside the window: passed through
+    assert np.array_equal(
+        denoised[bone], np.asarray(read_image(source).array)[bone]
+    )  # outside the window: passed through
 
 
 @pytest.mark.realdata
 def test_slicer_command_denoises_a_real_ct_on_its_grid(tmp_path):
     """The Slicer module's exact command with the shipped denoiser on the real held-out CT (as NRRD)."""
     sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
-    from helpers import run_to_end, write_as_slicer_does
     from MedImgAnalysisLib import tasks
     from MedImgAnalysisLib.analysis import AnalysisRun
-
     from monai_bundle.apps import runner
     from monai_bundle.data import sample_data
+
+    from helpers import run_to_end, write_as_slicer_does
 
     ct = read_image(sample_data.fetch("ts_thorax_ct"), ndim=3)
     task = tasks.builtin_tasks(runner.METADATA)["ct_denoising"]
     assert task.kind == "image"
-    run = run_to_end(AnalysisRun(task, lambda path: write_as_slicer_does(ct.array, ct.affine, path), sys.executable,
-                                 device="cpu", bundle_package_parent=REPO, temp_root=tmp_path))
+    run = run_to_end(
+        AnalysisRun(
+            task,
+            lambda path: write_as_slicer_does(ct.array, ct.affine, path),
+            sys.executable,
+            device="cpu",
+            bundle_package_parent=REPO,
+            temp_root=tmp_path,
+        )
+    )
     assert run.state == "importing", (run.error, run.log[-20:])
     [volume] = run.results.volumes
     shape, affine, _ = read_header(volume)

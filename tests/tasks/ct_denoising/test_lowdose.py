@@ -7,10 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from monai_bundle.io import read_header, read_image, write_image
 from monai_bundle.tasks import ct_denoising as lowdose
+
+from conftest import run_cli
 
 
 def _phantom(size: int = 96) -> np.ndarray:
@@ -78,20 +79,49 @@ def test_command_line_writes_a_low_dose_copy_on_the_same_grid(tmp_path):
     source = tmp_path / "ct.nii.gz"
     write_image(volume, affine, source)
     target = tmp_path / "ct_lowdose.nii.gz"
-    result = run_cli([sys.executable, "-m", "monai_bundle.tasks.ct_denoising", str(source), str(target), "--photons", "2e4", "--angles", "90"])
+    result = run_cli(
+        [
+            sys.executable,
+            "-m",
+            "monai_bundle.tasks.ct_denoising",
+            str(source),
+            str(target),
+            "--photons",
+            "2e4",
+            "--angles",
+            "90",
+        ]
+    )
     assert "inserted noise std" in result.stdout
     shape, out_affine, _ = read_header(target)
     assert shape == volume.shape and np.allclose(out_affine, affine)
     low = np.asarray(read_image(target).array)
     assert low.dtype == np.int16 and np.abs(low.astype(float) - volume).std() > 5
     part = tmp_path / "part.nii.gz"
-    scored = run_cli([sys.executable, "-m", "monai_bundle.tasks.ct_denoising", str(source), str(part), "--photons", "2e4",
-                      "--angles", "90", "--slices", "1:3", "--score"])
+    scored = run_cli(
+        [
+            sys.executable,
+            "-m",
+            "monai_bundle.tasks.ct_denoising",
+            str(source),
+            str(part),
+            "--photons",
+            "2e4",
+            "--angles",
+            "90",
+            "--slices",
+            "1:3",
+            "--score",
+        ]
+    )
     assert "non-local means" in scored.stdout and "PSNR" in scored.stdout
     shape, part_affine, _ = read_header(part)
     assert shape == (64, 64, 2) and np.allclose(part_affine[:3, 3], affine[:3, 3] + affine[:3, 2])
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"not a CT")
-    failed = subprocess.run([sys.executable, "-m", "monai_bundle.tasks.ct_denoising", str(bad), str(tmp_path / "x.nii.gz")],
-                            capture_output=True, text=True)
+    failed = subprocess.run(
+        [sys.executable, "-m", "monai_bundle.tasks.ct_denoising", str(bad), str(tmp_path / "x.nii.gz")],
+        capture_output=True,
+        text=True,
+    )
     assert failed.returncode == 1 and "bad.nii.gz" in failed.stderr and not (tmp_path / "x.nii.gz").exists()

@@ -10,16 +10,27 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, REPO, bundle_run, run_cli
-from helpers import PHANTOM_CLASSES, TINY
 
 from monai_bundle.apps import runner
 from monai_bundle.io import sha256_of
 
+from conftest import CONFIGS, REPO, bundle_run, run_cli
+from helpers import PHANTOM_CLASSES, TINY
+
 
 def test_metadata_is_valid_against_monai_schema():
-    run_cli([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
-             "--filepath", str(REPO / "tests" / "fixtures" / "meta_schema_20240725.json")])
+    run_cli(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_metadata",
+            "--meta_file",
+            str(CONFIGS / "metadata.json"),
+            "--filepath",
+            str(REPO / "tests" / "fixtures" / "meta_schema_20240725.json"),
+        ]
+    )
 
 
 def test_shipped_weights_are_listed_with_their_sha256():
@@ -44,17 +55,45 @@ def test_config_labels_agree_with_metadata():
 
 
 def test_verify_net_in_out():
-    run_cli([sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def",
-             "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.json"),
-             "--device", "cpu", "--n", "4"])
+    run_cli(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_net_in_out",
+            "network_def",
+            "--meta_file",
+            str(CONFIGS / "metadata.json"),
+            "--config_file",
+            str(CONFIGS / "inference.json"),
+            "--device",
+            "cpu",
+            "--n",
+            "4",
+        ]
+    )
 
 
 def test_ckpt_export_to_torchscript(tmp_path):
     weights = REPO / "monai_bundle" / runner.tasks()["ct_segmentation"]["weights"]
     exported = tmp_path / "model.ts"
-    run_cli([sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(exported),
-             "--ckpt_file", str(weights), "--meta_file", str(CONFIGS / "metadata.json"),
-             "--config_file", str(CONFIGS / "inference.json")])
+    run_cli(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "ckpt_export",
+            "network_def",
+            "--filepath",
+            str(exported),
+            "--ckpt_file",
+            str(weights),
+            "--meta_file",
+            str(CONFIGS / "metadata.json"),
+            "--config_file",
+            str(CONFIGS / "inference.json"),
+        ]
+    )
     scripted = torch.jit.load(str(exported))
     assert scripted(torch.zeros(1, 1, 64, 64, 64)).shape == (1, 9, 64, 64, 64)
 
@@ -63,8 +102,15 @@ def test_ckpt_export_to_torchscript(tmp_path):
 def trained_phantom_model(phantom_dataset, tmp_path_factory):
     """Train the segmentation config on synthetic phantoms through MONAI's CLI; return (output dir, checkpoint)."""
     out = tmp_path_factory.mktemp("train")
-    bundle_run(["inference.json", "train.json"], dataset_dir=phantom_dataset, output_dir=out, max_epochs=120,
-               val_interval=20, learning_rate=0.003, **TINY)
+    bundle_run(
+        ["inference.json", "train.json"],
+        dataset_dir=phantom_dataset,
+        output_dir=out,
+        max_epochs=120,
+        val_interval=20,
+        learning_rate=0.003,
+        **TINY,
+    )
     checkpoint = out / "models" / "model.pt"
     assert checkpoint.is_file()
     return out, checkpoint
@@ -74,8 +120,9 @@ def test_training_learns_phantom_anatomy(trained_phantom_model, phantom_dataset,
     """A learning test: fails if training, the loss or the data pipeline breaks."""
     _, checkpoint = trained_phantom_model
     out = tmp_path / "eval"
-    bundle_run(["inference.json", "evaluate.json"], dataset_dir=phantom_dataset, output_dir=out, checkpoint=checkpoint,
-               **TINY)
+    bundle_run(
+        ["inference.json", "evaluate.json"], dataset_dir=phantom_dataset, output_dir=out, checkpoint=checkpoint, **TINY
+    )
     report = json.loads((out / "report.json").read_text())
     dice = report["metrics"]["mean_dice"]["per_label"]
     assert set(dice) == set(PHANTOM_CLASSES[1:])
@@ -87,8 +134,10 @@ def test_training_learns_phantom_anatomy(trained_phantom_model, phantom_dataset,
 
 
 def _dice_per_label(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> list[float]:
-    return [2 * np.sum((predicted == k) & (truth == k)) / (np.sum(predicted == k) + np.sum(truth == k))
-            for k in range(1, num_classes)]
+    return [
+        2 * np.sum((predicted == k) & (truth == k)) / (np.sum(predicted == k) + np.sum(truth == k))
+        for k in range(1, num_classes)
+    ]
 
 
 def _stored_flipped_and_rotated(array: np.ndarray, affine: np.ndarray, axes=(0,), degrees=17.0):
@@ -115,8 +164,10 @@ def test_inference_keeps_oblique_and_flipped_geometry(trained_phantom_model, pha
     label = read_image(sorted((phantom_dataset / "labelsTr").iterdir())[0], ndim=3)
     inputs = tmp_path / "in"
     stored, affine = _stored_flipped_and_rotated(np.asarray(source.array), source.affine)
-    truth = {"oblique_flipped": _stored_flipped_and_rotated(np.asarray(label.array), label.affine)[0],
-             "plain": np.asarray(label.array)}
+    truth = {
+        "oblique_flipped": _stored_flipped_and_rotated(np.asarray(label.array), label.affine)[0],
+        "plain": np.asarray(label.array),
+    }
     assert np.linalg.det(affine[:3, :3]) < 0 < np.linalg.det(source.affine[:3, :3])
     write_image(stored, affine, inputs / "oblique_flipped.nii.gz")
     write_image(source.array, source.affine, inputs / "nested" / "plain.nrrd")
@@ -143,10 +194,30 @@ def test_multi_process_training_with_torchrun(phantom_dataset, tmp_path):
     """Two DDP processes on CPU (gloo) train one epoch and save a checkpoint that loads into the plain network."""
     out = tmp_path / "ddp"
     files = [str(CONFIGS / name) for name in ("inference.json", "train.json", "multi_gpu_train.json")]
-    run_cli([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-             "-m", "monai.bundle", "run", "--config_file", repr(files), "--dataset_dir", str(phantom_dataset),
-             "--output_dir", str(out), "--max_epochs", "2", "--val_interval", "1",
-             *[str(x) for pair in TINY.items() for x in (f"--{pair[0]}", pair[1])]], OMP_NUM_THREADS="1")
+    run_cli(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            repr(files),
+            "--dataset_dir",
+            str(phantom_dataset),
+            "--output_dir",
+            str(out),
+            "--max_epochs",
+            "2",
+            "--val_interval",
+            "1",
+            *[str(x) for pair in TINY.items() for x in (f"--{pair[0]}", pair[1])],
+        ],
+        OMP_NUM_THREADS="1",
+    )
     state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in state)
 
@@ -166,8 +237,14 @@ def test_bf16_inference_agrees_with_fp32(trained_phantom_model, phantom_dataset,
     image = sorted((phantom_dataset / "imagesTr").iterdir())[-1]
     results = {}
     for precision in ("fp32", "bf16"):
-        bundle_run(["inference.json"], dataset_dir=image, output_dir=tmp_path / precision, checkpoint=checkpoint,
-                   precision=precision, **TINY)
+        bundle_run(
+            ["inference.json"],
+            dataset_dir=image,
+            output_dir=tmp_path / precision,
+            checkpoint=checkpoint,
+            precision=precision,
+            **TINY,
+        )
         results[precision] = np.asarray(read_image(next((tmp_path / precision).iterdir()), ndim=3).array)
     dice = _dice_per_label(results["bf16"], results["fp32"], len(PHANTOM_CLASSES))
     assert min(dice) >= 0.99, dice
@@ -181,8 +258,20 @@ def test_inference_carries_on_past_a_bad_file_and_exits_nonzero(trained_phantom_
     inputs.mkdir()
     shutil.copy(sorted((phantom_dataset / "imagesTr").iterdir())[0], inputs / "good.nii.gz")
     (inputs / "broken.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
-    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json"),
-            "--dataset_dir", str(inputs), "--output_dir", str(tmp_path / "out"), "--checkpoint", str(checkpoint)]
+    args = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(CONFIGS / "inference.json"),
+        "--dataset_dir",
+        str(inputs),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--checkpoint",
+        str(checkpoint),
+    ]
     for key, value in TINY.items():
         args += [f"--{key}", str(value)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)

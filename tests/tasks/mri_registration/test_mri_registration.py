@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, REPO, bundle_run
 from monai.losses import LocalNormalizedCrossCorrelationLoss
 from monai.networks.nets import LocalNet, PatchDiscriminator, UNet
 from scipy import ndimage
@@ -17,6 +16,8 @@ from scipy import ndimage
 from monai_bundle.engines import Pix2PixTrainer
 from monai_bundle.io import read_header, write_displacement_field, write_image
 from monai_bundle.tasks import mri_registration as reg
+
+from conftest import CONFIGS, REPO, bundle_run
 
 
 def _textured_slices(n: int, seed: int, size: int = 48) -> dict[str, np.ndarray]:
@@ -51,17 +52,33 @@ def test_gan_translation_then_registration_recovers_known_warps():
     translator = UNet(2, 1, 1, (8, 16, 32), (2, 2), num_res_units=1)
     discriminator = PatchDiscriminator(2, 8, 2, num_layers_d=2, norm="INSTANCE")
     data = torch.utils.data.DataLoader(reg.SyntheticWarpDataset(_textured_slices(16, seed=0), 10**6, 0), batch_size=8)
-    Pix2PixTrainer("cpu", 1, data, translator, discriminator,
-                   torch.optim.Adam(translator.parameters(), 3e-3, betas=(0.5, 0.999)),
-                   torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999)), epoch_length=100,
-                   prepare_batch=reg.keyed_batch("t2_aligned", "t1"), precision="fp32").run()
-    network = reg.TranslateAndRegister(LocalNet(2, 2, 8, (0, 1, 2, 3), out_channels=2, out_kernel_initializer="zeros"),
-                                       translator, refine_steps=100,
-                                       similarity=LocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=7)).eval()
+    Pix2PixTrainer(
+        "cpu",
+        1,
+        data,
+        translator,
+        discriminator,
+        torch.optim.Adam(translator.parameters(), 3e-3, betas=(0.5, 0.999)),
+        torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999)),
+        epoch_length=100,
+        prepare_batch=reg.keyed_batch("t2_aligned", "t1"),
+        precision="fp32",
+    ).run()
+    network = reg.TranslateAndRegister(
+        LocalNet(2, 2, 8, (0, 1, 2, 3), out_channels=2, out_kernel_initializer="zeros"),
+        translator,
+        refine_steps=100,
+        similarity=LocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=7),
+    ).eval()
     held_out = reg.SyntheticWarpDataset(_textured_slices(8, seed=1), 8, seed=1000)
     with torch.no_grad():
-        errors = [(reg.score(network(item["pair"][None])[0].numpy(), item)["error_mm"],
-                   reg.score(np.zeros_like(item["ddf"].numpy()), item)["error_mm"]) for item in map(held_out.__getitem__, range(8))]
+        errors = [
+            (
+                reg.score(network(item["pair"][None])[0].numpy(), item)["error_mm"],
+                reg.score(np.zeros_like(item["ddf"].numpy()), item)["error_mm"],
+            )
+            for item in map(held_out.__getitem__, range(8))
+        ]
     registered, unregistered = np.mean(errors, axis=0)
     assert registered < 0.75 * unregistered, (registered, unregistered)
 
@@ -75,16 +92,28 @@ def test_folding_fraction_of_a_folded_field():
 
 def test_train_and_register_through_the_bundle_cli(slice_set, tmp_path):
     """A few steps of both stages (pix2pix translator, LocalNet); inference writes both outputs on the fixed grid."""
-    bundle_run(["mri_registration_inference.json", "mri_registration_train.json"], dataset_dir=slice_set,
-               output_dir=tmp_path, translator_epochs=1, max_epochs=1, epoch_length=2, batch_size=2)
+    bundle_run(
+        ["mri_registration_inference.json", "mri_registration_train.json"],
+        dataset_dir=slice_set,
+        output_dir=tmp_path,
+        translator_epochs=1,
+        max_epochs=1,
+        epoch_length=2,
+        batch_size=2,
+    )
     checkpoint = tmp_path / "models" / "model.pt"
     item = reg.SyntheticWarpDataset(reg.load_slices(slice_set, "test"), 1, seed=5)[0]
     affine = np.array([[0.0, -2.0, 0.0, 40.0], [2.0, 0.0, 0.0, -30.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     moving, fixed = tmp_path / "t1.nii.gz", tmp_path / "t2.nrrd"
     write_image(item["pair"][0].numpy(), affine, moving)
     write_image(item["pair"][1].numpy(), affine, fixed)
-    bundle_run(["mri_registration_inference.json"], moving=moving, fixed=fixed, checkpoint=checkpoint,
-               output_dir=tmp_path / "out")
+    bundle_run(
+        ["mri_registration_inference.json"],
+        moving=moving,
+        fixed=fixed,
+        checkpoint=checkpoint,
+        output_dir=tmp_path / "out",
+    )
     fixed_shape, fixed_affine, _ = read_header(fixed)
     warped_shape, warped_affine, _ = read_header(tmp_path / "out" / "t1_warped.nrrd")
     assert warped_shape == fixed_shape and np.allclose(warped_affine, fixed_affine)
@@ -99,9 +128,20 @@ def test_bad_input_file_gives_one_line_naming_it(tmp_path):
     write_image(np.zeros((16, 16), np.float32), np.eye(4), fixed)
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not an image")
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-               str(CONFIGS / "mri_registration_inference.json"), "--moving", str(broken), "--fixed", str(fixed),
-               "--output_dir", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(CONFIGS / "mri_registration_inference.json"),
+        "--moving",
+        str(broken),
+        "--fixed",
+        str(fixed),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -112,7 +152,6 @@ def test_bad_input_file_gives_one_line_naming_it(tmp_path):
 def test_slicer_module_leaves_the_two_input_registration_task_out():
     sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
     from MedImgAnalysisLib import tasks
-
     from monai_bundle.apps import runner
 
     builtin = tasks.builtin_tasks(runner.METADATA)

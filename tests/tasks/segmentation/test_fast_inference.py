@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import UNet
@@ -29,6 +28,8 @@ from monai_bundle.tasks.segmentation import (
     ProbabilitiesToInputLabelsd,
 )
 
+from conftest import REPO
+
 OBLIQUE = np.eye(4)
 OBLIQUE[:3, :3] = Rotation.from_euler("xyz", [20, -15, 160], degrees=True).as_matrix() @ np.diag([0.7, 0.8, 2.5])
 OBLIQUE[:3, 3] = [10.0, -20.0, 5.0]
@@ -41,12 +42,19 @@ def _preprocessed(affine: np.ndarray, seed: int = 0):
     shape = (57, 43, 31)
     image = np.zeros(shape, np.float32)
     image[10:50, 5:40, 3:28] = 1 + rng.random((40, 35, 25))
-    meta = {"affine": torch.as_tensor(affine), "original_affine": torch.as_tensor(affine),
-            "spatial_shape": np.array(shape), "filename_or_obj": "case.nii.gz"}
-    preprocessing = Compose([
-        Orientationd("image", "RAS", labels=None), Spacingd("image", pixdim=(3, 3, 3), mode="bilinear"),
-        CropForegroundd("image", source_key="image", select_fn=lambda x: x > 0.5, margin=2, allow_smaller=True),
-    ])
+    meta = {
+        "affine": torch.as_tensor(affine),
+        "original_affine": torch.as_tensor(affine),
+        "spatial_shape": np.array(shape),
+        "filename_or_obj": "case.nii.gz",
+    }
+    preprocessing = Compose(
+        [
+            Orientationd("image", "RAS", labels=None),
+            Spacingd("image", pixdim=(3, 3, 3), mode="bilinear"),
+            CropForegroundd("image", source_key="image", select_fn=lambda x: x > 0.5, margin=2, allow_smaller=True),
+        ]
+    )
     item = preprocessing({"image": MetaTensor(torch.as_tensor(image)[None], meta=meta)})
     logits = np.stack([ndimage.gaussian_filter(rng.normal(size=item["image"].shape[1:]), 1.5) for _ in range(5)])
     probabilities = torch.softmax(torch.as_tensor(logits * 10, dtype=torch.float32), 0)
@@ -58,8 +66,12 @@ def _preprocessed(affine: np.ndarray, seed: int = 0):
 @pytest.mark.parametrize("affine", [FLIPPED, OBLIQUE], ids=["flipped", "oblique"])
 def test_labels_on_input_grid_equal_invertd_then_argmax(affine):
     preprocessing, item = _preprocessed(affine)
-    standard = Compose([Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False),
-                        AsDiscreted("pred", argmax=True)])(dict(item))["pred"]
+    standard = Compose(
+        [
+            Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False),
+            AsDiscreted("pred", argmax=True),
+        ]
+    )(dict(item))["pred"]
     ours = ProbabilitiesToInputLabelsd("pred")(dict(item))["pred"]
     assert ours.dtype == torch.uint8 and ours.shape == standard.shape == (1, 57, 43, 31)
     np.testing.assert_allclose(np.asarray(ours.affine), affine, atol=1e-9)
@@ -74,7 +86,9 @@ def test_keep_largest_on_bounding_boxes_equals_monai_on_the_whole_map(order):
     for label in (1, 2, 3, 4, 3, 1, 4, 2, 1):  # overlapping boxes: labels in several pieces
         corner = rng.integers(0, 24, 3)
         size = rng.integers(3, 12, 3)
-        labels[0, corner[0]:corner[0] + size[0], corner[1]:corner[1] + size[1], corner[2]:corner[2] + size[2]] = label
+        labels[0, corner[0] : corner[0] + size[0], corner[1] : corner[1] + size[1], corner[2] : corner[2] + size[2]] = (
+            label
+        )
     listed = [1, 3, 4]
     source = torch.from_numpy(np.array(labels, order=order))
     ours = KeepLargestComponentPerLabeld("pred", labels=listed)({"pred": source})["pred"]

@@ -44,16 +44,25 @@ def test_folder_dataset_pairs_by_name_and_splits_deterministically(tmp_path):
 
 def test_msd_dataset_json_lists_are_used(tmp_path):
     _write_pairs(tmp_path, ["a", "b", "c"])
-    spec = {"training": [{"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"} for n in "ab"],
-            "validation": [{"image": "./imagesTr/c.nii.gz", "label": "./labelsTr/c.nii.gz"}],
-            "test": ["./imagesTr/c.nii.gz"]}
+    spec = {
+        "training": [{"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"} for n in "ab"],
+        "validation": [{"image": "./imagesTr/c.nii.gz", "label": "./labelsTr/c.nii.gz"}],
+        "test": ["./imagesTr/c.nii.gz"],
+    }
     (tmp_path / "dataset.json").write_text(json.dumps(spec))
-    assert [d["image"].rsplit("/", 1)[1] for d in datasets.segmentation_datalist(tmp_path, "training")] == ["a.nii.gz", "b.nii.gz"]
-    assert [d["image"].rsplit("/", 1)[1] for d in datasets.segmentation_datalist(tmp_path, "validation")] == ["c.nii.gz"]
+    assert [d["image"].rsplit("/", 1)[1] for d in datasets.segmentation_datalist(tmp_path, "training")] == [
+        "a.nii.gz",
+        "b.nii.gz",
+    ]
+    assert [d["image"].rsplit("/", 1)[1] for d in datasets.segmentation_datalist(tmp_path, "validation")] == [
+        "c.nii.gz"
+    ]
     assert datasets.segmentation_datalist(tmp_path, "test") == []  # unlabelled test entries are not evaluation data
 
 
-@pytest.mark.parametrize("layout, message", [("missing", "not found"), ("empty", "expected dataset.json"), ("unmatched", "no label")])
+@pytest.mark.parametrize(
+    "layout, message", [("missing", "not found"), ("empty", "expected dataset.json"), ("unmatched", "no label")]
+)
 def test_dataset_errors_name_the_folder(tmp_path, layout, message):
     root = tmp_path / "data"
     if layout != "missing":
@@ -130,8 +139,15 @@ def test_non_finite_steps_are_skipped_and_training_goes_on():
     batches = [{"image": torch.randn(4, 2), "label": torch.randn(4, 1)} for _ in range(3)]
     batches[1]["image"][0, 0] = float("nan")
     guard = engines.SkipNonFiniteSteps()
-    trainer = SupervisedTrainer("cpu", 1, batches, network, torch.optim.AdamW(network.parameters(), 0.1),
-                                torch.nn.MSELoss(), train_handlers=[guard])
+    trainer = SupervisedTrainer(
+        "cpu",
+        1,
+        batches,
+        network,
+        torch.optim.AdamW(network.parameters(), 0.1),
+        torch.nn.MSELoss(),
+        train_handlers=[guard],
+    )
     weights = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: weights.append(network.weight.detach().clone()))
     trainer.run()
@@ -157,7 +173,9 @@ def test_load_weights_checks_shipped_hashes(tmp_path):
 def _prediction(array, affine, source):
     from monai.data import MetaTensor
 
-    return MetaTensor(torch.as_tensor(array[None]), affine=torch.as_tensor(affine), meta={"filename_or_obj": str(source)})
+    return MetaTensor(
+        torch.as_tensor(array[None]), affine=torch.as_tensor(affine), meta={"filename_or_obj": str(source)}
+    )
 
 
 def test_save_on_input_grid_refuses_a_shifted_result(tmp_path):
@@ -167,7 +185,9 @@ def test_save_on_input_grid_refuses_a_shifted_result(tmp_path):
     saver = SaveOnInputGridd("pred", output_dir=str(tmp_path / "out"))
     labels = np.arange(120, dtype=np.uint8).reshape(6, 5, 4) % 3
     written = saver({"pred": _prediction(labels, affine, source)})["pred_path"]
-    assert written == str(output_path(str(source), str(tmp_path / "out"), "seg", None)) and written.endswith("ct_seg.nrrd")
+    assert written == str(output_path(str(source), str(tmp_path / "out"), "seg", None)) and written.endswith(
+        "ct_seg.nrrd"
+    )
     shape, out_affine, _ = read_header(written)
     assert shape == (6, 5, 4) and np.array_equal(out_affine, read_header(source)[1])
     shifted = affine.copy()
@@ -187,7 +207,14 @@ def test_keep_largest_component_only_for_listed_labels():
 
 
 def test_merge_classes_by_name():
-    names = {1: "spleen", 5: "liver", 10: "lung_upper_lobe_left", 14: "lung_lower_lobe_right", 26: "vertebrae_S1", 117: "costal_cartilages"}
+    names = {
+        1: "spleen",
+        5: "liver",
+        10: "lung_upper_lobe_left",
+        14: "lung_lower_lobe_right",
+        26: "vertebrae_S1",
+        117: "costal_cartilages",
+    }
     fine = np.array([0, 1, 5, 10, 14, 26, 117], dtype=np.uint8)
     coarse = merge_classes(fine, names, CT_GROUPS, CT_CLASSES)
     expected = [0, "spleen", "liver", "lungs", "lungs", "bone", 0]
@@ -201,7 +228,9 @@ def test_label_on_image_grid_undoes_a_flipped_axis_exactly():
     flip_j[1, 1], flip_j[1, 3] = -1, 3
     label = Volume(label_array[:, ::-1, :].copy(), image.affine @ flip_j, "lab", "nifti")
     assert np.array_equal(label_on_image_grid(image, label, "case"), label_array)
-    half_shift = Volume(label_array, image.affine @ np.array([[1, 0, 0, 0.5], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), "lab", "nifti")
+    half_shift = Volume(
+        label_array, image.affine @ np.array([[1, 0, 0, 0.5], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), "lab", "nifti"
+    )
     with pytest.raises(ValueError, match="voxel centres"):
         label_on_image_grid(image, half_shift, "case")
 

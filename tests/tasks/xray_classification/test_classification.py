@@ -23,11 +23,18 @@ def test_seed_cnn_matches_the_seed_description_for_150x150():
     shapes = {}
     network = cls.SeedCNN(in_channels=3, spatial_size=150).eval()
     for name in ("conv1", "pool1", "conv2", "pool2", "flatten", "fc1", "out"):
-        getattr(network, name).register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+        getattr(network, name).register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:]))
+        )
     network(torch.zeros(2, 3, 150, 150))
     assert shapes == {
-        "conv1": (32, 148, 148), "pool1": (32, 74, 74), "conv2": (64, 72, 72), "pool2": (64, 36, 36),
-        "flatten": (82944,), "fc1": (128,), "out": (1,),
+        "conv1": (32, 148, 148),
+        "pool1": (32, 74, 74),
+        "conv2": (64, 72, 72),
+        "pool2": (64, 36, 36),
+        "flatten": (82944,),
+        "fc1": (128,),
+        "out": (1,),
     }
     # Keras summary of the seed model on 150x150x3: 896 + 18,496 + 10,616,960 + 129 parameters
     assert sum(p.numel() for p in network.parameters()) == 10_636_481
@@ -96,8 +103,10 @@ def test_positive_weight_balances_classes():
 
 
 def test_prediction_table_columns():
-    rows = [{"file": "a.png", "probability": 0.7, "label": None, "heatmap": "a_gradcam.nii.gz"},
-            {"file": "b.png", "probability": 0.2, "label": None, "heatmap": ""}]
+    rows = [
+        {"file": "a.png", "probability": 0.7, "label": None, "heatmap": "a_gradcam.nii.gz"},
+        {"file": "b.png", "probability": 0.2, "label": None, "heatmap": ""},
+    ]
     lines = cls.prediction_table(rows, ["normal", "pneumonia"], 0.4).splitlines()
     assert lines[0] == "file,probability,predicted_class,threshold,heatmap"
     assert lines[1] == "a.png,0.700000,pneumonia,0.400000,a_gradcam.nii.gz"
@@ -117,8 +126,10 @@ def test_transfer_loads_matching_adapts_rgb_and_reports(tmp_path):
 
     first = "features.conv0.weight"
     assert torch.allclose(target.state_dict()[first], source.state_dict()[first].sum(1, keepdim=True))
-    assert torch.equal(target.state_dict()["features.denseblock4.denselayer16.layers.conv2.weight"],
-                       source.state_dict()["features.denseblock4.denselayer16.layers.conv2.weight"])
+    assert torch.equal(
+        target.state_dict()["features.denseblock4.denselayer16.layers.conv2.weight"],
+        source.state_dict()["features.denseblock4.denselayer16.layers.conv2.weight"],
+    )
     assert any(first in line for line in report["adapted"])
     assert any(line.startswith("class_layers.out.weight: shape (14, 1024)") for line in report["skipped"])
     assert report["loaded"] == len(source.state_dict()) - 3  # conv0 adapted, out.weight/bias skipped
@@ -164,8 +175,14 @@ def _kermany_like(root: Path, counts: dict[str, dict[str, int]]) -> Path:
 
 
 def test_class_folders_split_by_patient_and_fraction(tmp_path):
-    root = _kermany_like(tmp_path, {"train": {"NORMAL": 40, "PNEUMONIA": 60}, "val": {"NORMAL": 2, "PNEUMONIA": 2},
-                                    "test": {"NORMAL": 5, "PNEUMONIA": 7}})
+    root = _kermany_like(
+        tmp_path,
+        {
+            "train": {"NORMAL": 40, "PNEUMONIA": 60},
+            "val": {"NORMAL": 2, "PNEUMONIA": 2},
+            "test": {"NORMAL": 5, "PNEUMONIA": 7},
+        },
+    )
     names = ["normal", "pneumonia"]
     train = class_folder_datalist(root, "training", names, val_fraction=0.2, seed=1)
     val = class_folder_datalist(root, "validation", names, val_fraction=0.2, seed=1)
@@ -186,7 +203,7 @@ def test_class_folders_split_by_patient_and_fraction(tmp_path):
     synthetic = _kermany_like(tmp_path / "gan", {"samples": {"NORMAL": 3, "PNEUMONIA": 4}}) / "samples"
     augmented = class_folder_datalist(root, "training", names, 0.2, 1, label_fraction=0.1, synthetic_dir=synthetic)
     assert augmented[: len(labelled)] == labelled and len(augmented) == len(labelled) + 7
-    assert sum(i["label"][0] for i in augmented[len(labelled):]) == 4
+    assert sum(i["label"][0] for i in augmented[len(labelled) :]) == 4
     assert class_folder_datalist(root, "validation", names, 0.2, 1, synthetic_dir=synthetic) == val
 
 

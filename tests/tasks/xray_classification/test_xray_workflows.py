@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, REPO, bundle_run
 
 from monai_bundle.apps import runner
 from monai_bundle.io import read_image, read_radiograph
+
+from conftest import CONFIGS, REPO, bundle_run
 
 TINY = {"image_size": 64, "batch_size": 32, "num_workers": 0}
 LEARNING = {  # per network: enough steps to learn the set below; augmentation off to keep it short
@@ -38,9 +39,17 @@ def trained_xray(request, xray_set, tmp_path_factory) -> tuple[str, Path]:
     name = request.param
     out = tmp_path_factory.mktemp(f"xray-{name}")
     epochs = LEARNING[name]["max_epochs"]
-    bundle_run(["xray_classification_inference.json", "xray_classification_train.json"], dataset_dir=xray_set,
-               output_dir=out, network_name=name, early_stop_patience=epochs, augment_prob=0.0, flip_prob=0.0,
-               **LEARNING[name], **TINY)
+    bundle_run(
+        ["xray_classification_inference.json", "xray_classification_train.json"],
+        dataset_dir=xray_set,
+        output_dir=out,
+        network_name=name,
+        early_stop_patience=epochs,
+        augment_prob=0.0,
+        flip_prob=0.0,
+        **LEARNING[name],
+        **TINY,
+    )
     return name, out / "models" / "model.pt"
 
 
@@ -48,8 +57,14 @@ def test_each_network_learns_the_synthetic_set(trained_xray, xray_set, tmp_path)
     name, checkpoint = trained_xray
     card = json.loads(checkpoint.with_suffix(".json").read_text())
     assert card["network"] == name and 0.0 < card["threshold"] < 1.0
-    bundle_run(["xray_classification_inference.json", "xray_classification_evaluate.json"], dataset_dir=xray_set,
-               output_dir=tmp_path, checkpoint=checkpoint, network_name=name, image_size=TINY["image_size"])
+    bundle_run(
+        ["xray_classification_inference.json", "xray_classification_evaluate.json"],
+        dataset_dir=xray_set,
+        output_dir=tmp_path,
+        checkpoint=checkpoint,
+        network_name=name,
+        image_size=TINY["image_size"],
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     metrics = report["metrics"]
     assert metrics["n"] == 60 and metrics["threshold"] == pytest.approx(card["threshold"])
@@ -65,12 +80,34 @@ def test_finetune_from_trained_weights_with_few_labels(trained_xray, xray_set, t
     name, checkpoint = trained_xray
     if name != "seed_cnn":
         pytest.skip("one network is enough to exercise the fine-tune config")
-    workflow = ("xray_classification_inference.json", "xray_classification_train.json",
-                "xray_classification_finetune.json")
+    workflow = (
+        "xray_classification_inference.json",
+        "xray_classification_train.json",
+        "xray_classification_finetune.json",
+    )
     files = [str(CONFIGS / config) for config in workflow]
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(files), "--dataset_dir", str(xray_set),
-               "--output_dir", str(tmp_path), "--pretrained_weights", str(checkpoint), "--network_name", name,
-               "--label_fraction", "0.2", "--freeze_features", "True", "--max_epochs", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        repr(files),
+        "--dataset_dir",
+        str(xray_set),
+        "--output_dir",
+        str(tmp_path),
+        "--pretrained_weights",
+        str(checkpoint),
+        "--network_name",
+        name,
+        "--label_fraction",
+        "0.2",
+        "--freeze_features",
+        "True",
+        "--max_epochs",
+        "2",
+    ]
     for key, value in TINY.items():
         command += [f"--{key}", str(value)]
     subprocess.run(command, check=True, cwd=REPO, capture_output=True)
@@ -90,8 +127,15 @@ def test_inference_writes_table_and_heat_maps_on_the_input_grid(trained_xray, xr
     nifti = _as_oblique_nifti(pictures[0], inputs / "oblique.nii.gz")
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     out = tmp_path / "out"
-    command = runner.bundle_command("xray_classification", "inference", dataset_dir=inputs, output_dir=out,
-                                    checkpoint=checkpoint, network_name=name, image_size=TINY["image_size"])
+    command = runner.bundle_command(
+        "xray_classification",
+        "inference",
+        dataset_dir=inputs,
+        output_dir=out,
+        checkpoint=checkpoint,
+        network_name=name,
+        image_size=TINY["image_size"],
+    )
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0, "a bad file must make the run exit non-zero"
     assert "broken.png" in result.stderr

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import bundle_run
 from PIL import Image
 
 from monai_bundle.tasks import xray_synthesis as synthesis
+
+from conftest import bundle_run
 
 SIZE = 32
 CLASSES = ["normal", "pneumonia"]
@@ -50,8 +51,15 @@ def shapes_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(shapes_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("gan")
-    bundle_run(["xray_synthesis_inference.json", "xray_synthesis_train.json"], dataset_dir=shapes_dataset,
-               output_dir=out, max_epochs=6, epoch_length=50, batch_size=32, **NETWORKS)  # 300 steps
+    bundle_run(
+        ["xray_synthesis_inference.json", "xray_synthesis_train.json"],
+        dataset_dir=shapes_dataset,
+        output_dir=out,
+        max_epochs=6,
+        epoch_length=50,
+        batch_size=32,
+        **NETWORKS,
+    )  # 300 steps
     return out / "models" / "model.pt"
 
 
@@ -78,16 +86,28 @@ def test_adversarial_training_learns_a_known_distribution(trained):
 
 
 def test_sampling_and_report_through_the_bundle_cli(shapes_dataset, trained, tmp_path):
-    bundle_run(["xray_synthesis_inference.json"], checkpoint=trained, output_dir=tmp_path / "samples", num_samples=6,
-               seed=3, **GENERATOR)
+    bundle_run(
+        ["xray_synthesis_inference.json"],
+        checkpoint=trained,
+        output_dir=tmp_path / "samples",
+        num_samples=6,
+        seed=3,
+        **GENERATOR,
+    )
     rows = list(csv.DictReader((tmp_path / "samples" / "samples.csv").open()))
     assert len(rows) == 12 and {row["class"] for row in rows} == set(CLASSES)
     assert all(row["file"].split("/")[-1].startswith(synthesis.SYNTHETIC_PREFIX) for row in rows)
     pngs = sorted((tmp_path / "samples").glob("*/*.png"))
     assert len(pngs) == 12 and Image.open(pngs[0]).size == (SIZE, SIZE)
 
-    bundle_run(["xray_synthesis_inference.json", "xray_synthesis_evaluate.json"], checkpoint=trained,
-               dataset_dir=shapes_dataset, output_dir=tmp_path / "eval", num_samples=40, **GENERATOR)
+    bundle_run(
+        ["xray_synthesis_inference.json", "xray_synthesis_evaluate.json"],
+        checkpoint=trained,
+        dataset_dir=shapes_dataset,
+        output_dir=tmp_path / "eval",
+        num_samples=40,
+        **GENERATOR,
+    )
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     for name in CLASSES:
         entry = report["classes"][name]
