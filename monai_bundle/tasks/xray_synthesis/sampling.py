@@ -45,7 +45,7 @@ def write_samples(
 ) -> Path:
     """`num_samples` images per class as 8-bit PNGs in `output_dir/<CLASS>/`, with samples.csv; returns output_dir.
 
-    The layout is a class-folder dataset (usable as `--synthetic_dir` of `xray_train.json`); every
+    The layout is a class-folder dataset (usable as `--synthetic_dir` of `xray_classification_train.json`); every
     file is named `synthetic_gan_...` and samples.csv says they are synthetic.
 
     Args:
