@@ -141,6 +141,27 @@ def fail_if_skipped(datalist: ImageList) -> None:
         raise SystemExit(f"{len(datalist.skipped)} input(s) could not be read:\n" + "\n".join(datalist.skipped))
 
 
+def require_prepared(dataset_dir: str | os.PathLike, marker: str, what: str, task: str) -> Path:
+    """`dataset_dir` when it holds `marker` (written by `task`'s prepare workflow), else one line saying how to make it.
+
+    Args:
+        dataset_dir: the folder a train or evaluate workflow reads.
+        marker: the file the prepare workflow writes last (e.g. dataset.json).
+        what: what the folder should hold, for the message.
+        task: the task id whose prepare workflow writes it.
+
+    Raises:
+        SystemExit: one line naming the folder and the command that prepares it.
+    """
+    folder = Path(dataset_dir)
+    if not (folder / marker).is_file():
+        raise SystemExit(
+            f"{folder}: no prepared {what} ({marker}); run the prepare workflow first: "
+            f"python -m monai_bundle.apps.runner --task {task} --workflow prepare --dataset_dir {folder}"
+        )
+    return folder
+
+
 def _existing_dir(dataset_dir: str | os.PathLike | None) -> Path:
     if dataset_dir in (None, ""):
         raise DatasetError("dataset_dir is not set: pass --dataset_dir DIR")

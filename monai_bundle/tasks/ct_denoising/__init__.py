@@ -29,7 +29,7 @@ from .lowdose import (
 )
 from .metrics import DEFAULT_WINDOW, noise_sigma, scores, window
 from .networks import ResidualUNet
-from .prepare import PREPARE_COMMAND, prepare_dataset, prepared_pairs
+from .prepare import prepare_dataset, prepared_pairs
 from .reports import DenoiseReport
 from .transforms import WindowToHUd
 
@@ -53,7 +53,6 @@ __all__ = [
     "downsample_in_plane",
     "write_denoise_dataset",
     "pair_datalist",
-    "PREPARE_COMMAND",
     "prepare_dataset",
     "prepared_pairs",
     "ResidualUNet",

@@ -11,11 +11,10 @@ import logging
 import os
 from pathlib import Path
 
+from monai_bundle.data.datalists import require_prepared
 from monai_bundle.tasks.ct_denoising.data import pair_datalist, write_denoise_dataset
 
 logger = logging.getLogger(__name__)
-
-PREPARE_COMMAND = "python -m monai_bundle.apps.runner --task ct_denoising --workflow prepare"
 
 
 def prepare_dataset(dataset_dir: str | os.PathLike) -> Path:
@@ -39,9 +38,4 @@ def prepared_pairs(dataset_dir: str | os.PathLike, split: str) -> list[dict[str,
     Raises:
         SystemExit: one line when `dataset_dir` holds no dataset.json.
     """
-    if not (Path(dataset_dir) / "dataset.json").is_file():
-        raise SystemExit(
-            f"{dataset_dir}: no prepared low-dose CT pairs (dataset.json); run the prepare workflow "
-            f"first: {PREPARE_COMMAND} --dataset_dir {dataset_dir}"
-        )
-    return pair_datalist(dataset_dir, split)
+    return pair_datalist(require_prepared(dataset_dir, "dataset.json", "low-dose CT pairs", "ct_denoising"), split)

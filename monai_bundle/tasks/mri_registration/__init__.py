@@ -23,7 +23,7 @@ from .data import (
 )
 from .metrics import folding_fraction, score
 from .networks import RegistrationLoss, TranslateAndRegister
-from .prepare import PREPARE_COMMAND, prepare_dataset, prepared_slices
+from .prepare import prepare_dataset, prepared_slices
 from .transforms import SaveRegistrationd
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "SyntheticWarpDataset",
     "keyed_batch",
     "pair_datalist",
-    "PREPARE_COMMAND",
     "prepare_dataset",
     "prepared_slices",
     "TranslateAndRegister",

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_bundle.data.datalists import require_prepared
 from monai_bundle.tasks.mri_registration.data import load_slices, write_icbm_slices
 
 logger = logging.getLogger(__name__)
-
-PREPARE_COMMAND = "python -m monai_bundle.apps.runner --task mri_registration --workflow prepare"
 
 
 def prepare_dataset(dataset_dir: str | os.PathLike) -> Path:
@@ -41,9 +40,4 @@ def prepared_slices(dataset_dir: str | os.PathLike, split: str) -> dict[str, np.
     Raises:
         SystemExit: one line when `dataset_dir` holds no slices.npz.
     """
-    if not (Path(dataset_dir) / "slices.npz").is_file():
-        raise SystemExit(
-            f"{dataset_dir}: no prepared slice set (slices.npz); run the prepare workflow first: "
-            f"{PREPARE_COMMAND} --dataset_dir {dataset_dir}"
-        )
-    return load_slices(dataset_dir, split)
+    return load_slices(require_prepared(dataset_dir, "slices.npz", "slice set", "mri_registration"), split)
