@@ -8,12 +8,12 @@ process through monai_bundle.apps.analysis, the runner the scripts use.
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Union
 
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -53,7 +53,9 @@ class MedImgAnalysis(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class MedImgAnalysisParameterNode:
-    inputVolume: vtkMRMLScalarVolumeNode
+    # Grey volumes, and colour pictures (vector volumes) for the tasks that read colour. Slicer 5.10's node combo box
+    # connector recognises typing.Union only (parameterNodeWrapper/util.py getNodeTypes), not X | Y.
+    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode, None]  # noqa: UP007
     device: Annotated[str, Choice(list(DEVICES))] = "Automatic"
 
 
@@ -158,7 +160,8 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ready = bool(self._parameterNode and self._parameterNode.inputVolume and self.ui.taskComboBox.currentData)
         self.ui.analyzeButton.text = _("Cancel") if busy else _("Analyze")
         self.ui.analyzeButton.enabled = (busy and self.run.state != "cancelling") or (
-            ready and not self.installing and not self.unusable and not busy)
+            ready and not self.installing and not self.unusable and not busy
+        )
         self.ui.inputsCollapsibleButton.enabled = not busy and not self.installing  # no edits mid-run
 
     def showStatus(self, text, error=False):
@@ -256,7 +259,7 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
         """Add another MONAI bundle's inference as a task (its configs run code: only the user's choice is run)."""
         self.tasks = dict(self.builtinTasks)
         if folder:
-            task = tasks.other_bundle_task(Path(folder))
+            task = tasks.other_bundle_task(Path(folder), tasks.codes_by_name(self.builtinTasks))
             self.tasks[task.name] = task
 
     def suggestTask(self, volumeNode):
@@ -266,7 +269,12 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
         dims = imageData.GetDimensions()
         low, high = imageData.GetScalarRange()
         modality = self.dicomModality(volumeNode)
-        return tasks.suggest_task(tuple(dims), (low, high), self.tasks, modality)
+        return tasks.suggest_task(tuple(dims), (low, high), self.tasks, modality, self.isColour(volumeNode))
+
+    @staticmethod
+    def isColour(volumeNode):
+        """A colour picture (PNG/JPEG) loads as a vector volume (RGB or RGBA components)."""
+        return bool(volumeNode.IsA("vtkMRMLVectorVolumeNode"))
 
     @staticmethod
     def dicomModality(volumeNode):
@@ -295,8 +303,9 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
             import PyTorchUtils
 
             def installTorch(versionRequirement):
-                PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                               torchVersionRequirement=versionRequirement)
+                PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=False, torchVersionRequirement=versionRequirement
+                )
 
         dependencies.install(missing, slicer.util.pip_install, installTorch)
         stillMissing = dependencies.missing()
@@ -320,6 +329,13 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
         if transform is not None and not transform.IsLinear():
             raise ValueError(_("The volume is under a non-linear transform: harden it first (Data module)."))
         task = self.tasks[taskName]
+        if self.isColour(volumeNode) and not task.reads_colour:
+            raise ValueError(
+                _(
+                    "{task} needs a grey-level volume and this one is colour: pick X-ray classification, "
+                    "or convert it with the Vector to Scalar Volume module."
+                ).format(task=task.title)
+            )
 
         def writeInput(path):
             storage = slicer.mrmlScene.CreateNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
@@ -402,6 +418,11 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
             segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)  # also links it to its source
         slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
+        segments = segmentation.GetSegmentation()
+        for segment in found.segments:  # standard codes: the plain import does not take them from the colour table
+            segmentId = segments.GetSegmentIdBySegmentName(segment.name)  # '' for a label absent from the result
+            if segment.terminology and segmentId:
+                segments.GetSegment(segmentId).SetTerminology(segment.terminology)
         segmentation.CreateDefaultDisplayNodes()
         segmentation.CreateClosedSurfaceRepresentation()  # shown in 3D
         slicer.mrmlScene.RemoveNode(labelmap)
@@ -442,6 +463,8 @@ class MedImgAnalysisTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_suggestion()
+        self.setUp()
+        self.test_segments_get_standard_terminology()
         if os.environ.get("MEDIMG_SLICER_TEST_INFERENCE") == "1":
             self.setUp()
             self.test_ct_segmentation()
@@ -460,7 +483,38 @@ class MedImgAnalysisTest(ScriptedLoadableModuleTest):
         ct = self._volume(np.full((40, 64, 64), -1000.0), "ct")
         self.assertEqual(logic.suggestTask(radiograph), "xray_classification")
         self.assertEqual(logic.suggestTask(ct), "ct_segmentation")
+        photo = slicer.util.addVolumeFromArray(
+            np.random.randint(0, 256, (1, 48, 64, 3)).astype(np.uint8),
+            name="photo",
+            nodeClassName="vtkMRMLVectorVolumeNode",
+        )
+        self.assertEqual(logic.suggestTask(photo), "xray_classification")
+        with self.assertRaisesRegex(ValueError, "colour"):
+            logic.startAnalysis(photo, "ct_segmentation")
         self.delayDisplay("task suggestion passed")
+
+    def test_segments_get_standard_terminology(self):
+        """A result's segments carry the bundle's codes as Slicer terminology (a label map made here, no inference)."""
+        import numpy as np
+
+        logic = MedImgAnalysisLogic()
+        labels = np.zeros((6, 16, 16), np.uint8)
+        labels[1:5, 2:8, 2:8], labels[1:5, 9:14, 9:14] = 1, 4  # lungs, liver
+        labelNode = slicer.util.addVolumeFromArray(labels, name="labels", nodeClassName="vtkMRMLLabelMapVolumeNode")
+        path = logic.tempRoot() / "terminology_test_labels.nrrd"
+        self.assertTrue(slicer.util.saveNode(labelNode, str(path)))
+        slicer.mrmlScene.RemoveNode(labelNode)
+        try:
+            found = results.collect(logic.tasks["ct_segmentation"], [str(path)], logic.bundle.package_parent)
+            segmentation = logic.importSegmentation(found, self._volume(labels.astype(float), "ct"), "ct labels")
+        finally:
+            path.unlink()
+        segments = segmentation.GetSegmentation()
+        lungs = segments.GetSegment(segments.GetSegmentIdBySegmentName("lungs"))
+        self.assertEqual(lungs.GetTerminology(), next(s.terminology for s in found.segments if s.name == "lungs"))
+        self.assertIn("~SCT^39607008^Lung~SCT^51440002^", lungs.GetTerminology())
+        self.assertEqual(segments.GetSegmentIdBySegmentName("heart"), "")  # absent from the label map: no segment
+        self.delayDisplay("segment terminology passed")
 
     def test_ct_segmentation(self):
         if os.environ.get("MEDIMG_SLICER_TEST_INFERENCE") != "1":

@@ -1,5 +1,6 @@
-"""Radiographs as display grey in [0, 1], bone bright, and an LPS grid: one-frame DICOM (CR, DX, secondary capture)
-and pictures (PNG, JPEG, BMP, TIFF). Volume files holding a 2D image are read by their own format's readers.
+"""Radiographs as display grey in [0, 1], bone bright, and an LPS grid: one-frame DICOM (CR, DX, secondary capture),
+pictures (PNG, JPEG, BMP, TIFF) and colour (RGB/RGBA) NRRD files, as 3D Slicer writes a colour picture. Other volume
+files holding a 2D image are read by their own format's readers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
 from monai_bundle.io.dicom import pixel_spacing, plane_lps, unit_directions
 from monai_bundle.io.errors import ImageReadError, check_size
+from monai_bundle.io.geometry import affine_problem
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +188,58 @@ def _itk_picture_grey(path: Path) -> np.ndarray:
     """A 16-bit RGB(A) picture's BT.601 luma in [0, 1], read with SimpleITK."""
     rgb = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # [rows, cols, components]
     return _luma(rgb) / 65535
+
+
+NRRD_COLOUR_KINDS = {"RGB-color": 3, "RGBA-color": 4}
+"""NRRD kinds of colour voxels and their number of components: 3D Slicer writes a colour picture's vector volume
+with them (vtkITKImageWriter writes itk::RGBPixel / RGBAPixel images; ITK's NRRD writer names their kind so)."""
+
+
+def read_colour_nrrd(path: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(grey [rows, cols], LPS affine, 'nrrd') of a colour NRRD radiograph; None for one value per voxel.
+
+    3D Slicer loads a colour PNG/JPEG as a vector volume with one slice and writes it as an RGB-color (RGBA-color)
+    NRRD. Its grey is read as the picture's (`read_picture`): BT.601 luma, alpha dropped, unsigned integer
+    components divided by their type's maximum (so the same 8- or 16-bit picture reads identically either way);
+    floating-point components are kept in their units. The grid is the file's, as for a grey NRRD.
+    """
+    with open(path, "rb") as file:
+        if file.read(4) != b"NRRD":
+            return None  # the volume reader says what is wrong with it
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO("NrrdImageIO")
+    reader.ReadImageInformation()
+    components, size = reader.GetNumberOfComponents(), reader.GetSize()
+    if components == 1:
+        return None
+    key = "NRRD_kinds[pixel]"
+    kind = reader.GetMetaData(key) if reader.HasMetaDataKey(key) else "vector"
+    if NRRD_COLOUR_KINDS.get(kind) != components:
+        raise ImageReadError(
+            path,
+            f"has {components} {kind!r} components per voxel; a colour radiograph's are "
+            "RGB-color (3) or RGBA-color (4)",
+        )
+    if size[2:] not in ((), (1,)):
+        raise ImageReadError(path, f"is a {'x'.join(map(str, size))} colour volume; a radiograph has one slice")
+    check_size(path, (*size[:2], components), np.dtype(np.float64).itemsize, max_bytes)
+    lps = _itk_lps(reader)
+    problem = affine_problem(lps, len(size))
+    if problem:
+        raise ImageReadError(path, problem)
+    rgb = sitk.GetArrayFromImage(reader.Execute()).reshape(size[1], size[0], components)  # [rows, cols, components]
+    grey = _luma(rgb)
+    return (grey / np.iinfo(rgb.dtype).max if rgb.dtype.kind == "u" else grey), lps, "nrrd"
+
+
+def _itk_lps(reader: sitk.ImageFileReader) -> np.ndarray:
+    """The LPS affine of the first three axes of an image whose header ITK has read."""
+    n = min(reader.GetDimension(), 3)
+    lps = np.eye(4)
+    lps[:n, :n] = np.reshape(reader.GetDirection(), (reader.GetDimension(), -1))[:n, :n] * reader.GetSpacing()[:n]
+    lps[:n, 3] = reader.GetOrigin()[:n]
+    return lps
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:

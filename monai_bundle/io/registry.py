@@ -45,6 +45,8 @@ class ImageFormat:
         write: (array, RAS affine, temp path, reference file of this format or None, compress) -> None.
         read_radiograph: (path, max_bytes) -> (grey [rows, columns] in [0, 1], LPS affine, format name);
             a volume format without one is read as a 2D image.
+        read_colour: (path, max_bytes) -> what read_radiograph returns, for a file of this volume format that holds
+            colour (RGB/RGBA) voxels; None when it holds one value per voxel (then it is read as a 2D image).
     """
 
     label: str
@@ -53,11 +55,19 @@ class ImageFormat:
     read_data: Callable[[Path, Header], np.ndarray] | None = None
     write: Callable[[np.ndarray, np.ndarray, Path, Path | None, bool], None] | None = None
     read_radiograph: Callable[[Path, int], tuple[np.ndarray, np.ndarray, str]] | None = None
+    read_colour: Callable[[Path, int], tuple[np.ndarray, np.ndarray, str] | None] | None = None
 
 
 FORMATS: dict[str, ImageFormat] = {  # key: Volume.format
     "nifti": ImageFormat("NIfTI", (".nii", ".nii.gz"), nifti.read_header, nifti.read_data, nifti.write),
-    "nrrd": ImageFormat("NRRD", (".nrrd", ".nhdr"), itk.read_nrrd_header, itk.read_data, itk.write_nrrd),
+    "nrrd": ImageFormat(
+        "NRRD",
+        (".nrrd", ".nhdr"),
+        itk.read_nrrd_header,
+        itk.read_data,
+        itk.write_nrrd,
+        read_colour=radiograph.read_colour_nrrd,
+    ),
     "metaimage": ImageFormat(
         "MetaImage", (".mha", ".mhd"), itk.read_metaimage_header, itk.read_data, itk.write_metaimage
     ),
@@ -249,7 +259,9 @@ def read_radiograph(path, *, max_bytes=DEFAULT_MAX_BYTES) -> Volume:
     PNG, JPEG, BMP, TIFF (8/16-bit grey, grey+alpha, RGB(A), palette): grey level / its maximum in
     [0, 1], colour as BT.601 luma, alpha dropped; 1 mm pixels, origin 0, as ITK gives them (a dpi is
     print resolution, not pixel spacing: it is ignored, where ITK would use a JPEG's).
-    NIfTI, NRRD, MetaImage: `read_image(path, ndim=2)` as float32, intensities unchanged.
+    NIfTI, NRRD, MetaImage: `read_image(path, ndim=2)` as float32, intensities unchanged; except a colour
+    (RGB-color/RGBA-color) NRRD, as 3D Slicer writes a colour picture: read as that picture is (BT.601 luma,
+    alpha dropped, unsigned integer components / their type's maximum), on the file's grid.
     """
     source = Path(path)
     with read_errors(path):
@@ -259,9 +271,11 @@ def read_radiograph(path, *, max_bytes=DEFAULT_MAX_BYTES) -> Volume:
         key = radiograph_format(source)
         if key is None:
             raise ImageReadError(path, f"unknown radiograph format (expected {_RADIOGRAPHS})")
-        if FORMATS[key].read_radiograph is None:
+        read = FORMATS[key].read_radiograph or FORMATS[key].read_colour
+        found = read(source, max_bytes) if read else None
+        if found is None:
             return read_image(path, ndim=2, max_bytes=max_bytes, dtype=np.float32)
-        grey, lps, name = FORMATS[key].read_radiograph(source, max_bytes)
+        grey, lps, name = found
         return Volume(grey.T.astype(np.float32), lps_to_ras(lps), os.fspath(path), name)
 
 

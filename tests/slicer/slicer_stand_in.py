@@ -87,11 +87,13 @@ class Combo(Recorder):
     """A QComboBox with items and data."""
 
     def __init__(self):
-        super().__init__("combo", clear=lambda: self.items.clear(),
-                         addItem=lambda text, data=None: self.items.append((text, data)),
-                         findData=lambda data: [d for _, d in self.items].index(data) if data in
-                         [d for _, d in self.items] else -1,
-                         setCurrentIndex=lambda index: setattr(self, "index", index))
+        super().__init__(
+            "combo",
+            clear=lambda: self.items.clear(),
+            addItem=lambda text, data=None: self.items.append((text, data)),
+            findData=lambda data: [d for _, d in self.items].index(data) if data in [d for _, d in self.items] else -1,
+            setCurrentIndex=lambda index: setattr(self, "index", index),
+        )
         self.items, self.index = [], 0
 
     @property
@@ -104,8 +106,15 @@ class Combo(Recorder):
 
 
 def ui_stand_in():
-    names = ["analyzeButton", "inputSelector", "bundleFolderLineEdit", "statusLabel", "progressBar", "logText",
-             "inputsCollapsibleButton"]
+    names = [
+        "analyzeButton",
+        "inputSelector",
+        "bundleFolderLineEdit",
+        "statusLabel",
+        "progressBar",
+        "logText",
+        "inputsCollapsibleButton",
+    ]
     ui = types.SimpleNamespace(**{name: Recorder(name) for name in names})
     ui.taskComboBox = Combo()
     return ui
@@ -158,32 +167,50 @@ def install_stand_ins(monkeypatch, scene, util, version=(5, 10), modules=None, m
 
     def parameter_node_wrapper(cls):
         defaults = {k: getattr(cls, k, None) for k in cls.__annotations__}
-        return lambda node: Recorder("parameters", props=dict(defaults), connectGui=lambda gui: "tag")
+
+        def wrap(node):
+            return Recorder("parameters", props=dict(defaults), connectGui=lambda gui: "tag")
+
+        wrap.annotations = cls.__annotations__  # what Slicer's wrapper would build its serializers and connectors from
+        return wrap
 
     wrapper.parameterNodeWrapper = parameter_node_wrapper
     wrapper.Choice = lambda choices: ("Choice", tuple(choices))
     slicer.ScriptedLoadableModule, slicer.util, slicer.i18n = slm, util_module, i18n
     slicer.parameterNodeWrapper = wrapper
     slicer.vtkMRMLScalarVolumeNode = type("vtkMRMLScalarVolumeNode", (), {})
+    slicer.vtkMRMLVectorVolumeNode = type("vtkMRMLVectorVolumeNode", (slicer.vtkMRMLScalarVolumeNode,), {})
     slicer.mrmlScene = scene
     segmentations = Recorder("segmentationsLogic")
     tables = Recorder("tablesLogic", GetLayoutWithTable=lambda layout: 15)
-    slicer.modules = types.SimpleNamespace(segmentations=Recorder("segmentations", logic=segmentations),
-                                           tables=Recorder("tables", logic=tables), **(modules or {}))
+    slicer.modules = types.SimpleNamespace(
+        segmentations=Recorder("segmentations", logic=segmentations),
+        tables=Recorder("tables", logic=tables),
+        **(modules or {}),
+    )
     layout_manager = Recorder("layoutManager", props={"layout": 2})
-    slicer.app = Recorder("app", props={"majorVersion": version[0], "minorVersion": version[1]},
-                          layoutManager=layout_manager)
+    slicer.app = Recorder(
+        "app", props={"majorVersion": version[0], "minorVersion": version[1]}, layoutManager=layout_manager
+    )
     qt = types.ModuleType("qt")
     qt.QTimer = lambda: Recorder("timer")
     vtk = types.ModuleType("vtk")
     vtk.vtkCommand = types.SimpleNamespace(ModifiedEvent="ModifiedEvent")
     vtk.VTK_DOUBLE = 11
-    for name, module in {"slicer": slicer, "slicer.ScriptedLoadableModule": slm, "slicer.util": util_module,
-                         "slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper, "qt": qt, "vtk": vtk}.items():
+    for name, module in {
+        "slicer": slicer,
+        "slicer.ScriptedLoadableModule": slm,
+        "slicer.util": util_module,
+        "slicer.i18n": i18n,
+        "slicer.parameterNodeWrapper": wrapper,
+        "qt": qt,
+        "vtk": vtk,
+    }.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.syspath_prepend(str(module_dir))
     monkeypatch.delitem(sys.modules, "MedImgAnalysis", raising=False)
     module = importlib.import_module("MedImgAnalysis")
-    module.stand_in = types.SimpleNamespace(segmentations=segmentations, tables=tables, app=slicer.app,
-                                            layout_manager=layout_manager, util=checked_util)
+    module.stand_in = types.SimpleNamespace(
+        segmentations=segmentations, tables=tables, app=slicer.app, layout_manager=layout_manager, util=checked_util
+    )
     return module

@@ -51,14 +51,22 @@ def install_extension(tmp_path: Path, version: str = "5.10.0") -> subprocess.Com
     config.mkdir()
     (config / "Empty.cmake").write_text("")
     (config / "SlicerConfig.cmake").write_text(SLICER_CONFIG.replace("@MINOR@", version.rsplit(".", 1)[0]))
-    (config / "SlicerConfigVersion.cmake").write_text(f'set(PACKAGE_VERSION "{version}")\n'
-                                                      "set(PACKAGE_VERSION_COMPATIBLE TRUE)\n")
+    (config / "SlicerConfigVersion.cmake").write_text(
+        f'set(PACKAGE_VERSION "{version}")\nset(PACKAGE_VERSION_COMPATIBLE TRUE)\n'
+    )
     build = tmp_path / "build"
-    configure = subprocess.run(["cmake", "-S", str(REPO), "-B", str(build), f"-DSlicer_DIR={config}",
-                                "-DBUILD_TESTING=OFF"], capture_output=True, text=True)
+    configure = subprocess.run(
+        ["cmake", "-S", str(REPO), "-B", str(build), f"-DSlicer_DIR={config}", "-DBUILD_TESTING=OFF"],
+        capture_output=True,
+        text=True,
+    )
     if configure.returncode == 0:
-        subprocess.run(["cmake", "--install", str(build), "--prefix", str(tmp_path / "install")], check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["cmake", "--install", str(build), "--prefix", str(tmp_path / "install")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     return configure
 
 
@@ -110,7 +118,7 @@ def cmake_value(text: str, pattern: str) -> list[str]:
 def test_the_extensions_index_description_check_passes_offline():
     cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     extension_name = DESCRIPTION.stem
-    project = cmake_value(cmake, r'project\s*\(\s*([^\s\)\n\r]+)')
+    project = cmake_value(cmake, r"project\s*\(\s*([^\s\)\n\r]+)")
     assert project and project[0].strip("\"'") == extension_name  # check_cmakelists_content
     assert not extension_name.lower().startswith("slicer")  # check_extension_name
 
@@ -133,7 +141,7 @@ def test_the_extensions_index_description_check_passes_offline():
     for url in [icon[0], *screenshots[0].split(), *homepage]:  # validate_image_url: offline, the file it names
         parts = urlsplit(url)
         assert parts.scheme == "https" and Path(parts.path.strip("/")).parts[1] == repo_name, url
-        path = Path(*Path(parts.path.strip("/")).parts[3 if parts.netloc == "raw.githubusercontent.com" else 4:])
+        path = Path(*Path(parts.path.strip("/")).parts[3 if parts.netloc == "raw.githubusercontent.com" else 4 :])
         assert (REPO / path).is_file(), f"{url} names {path}, which is not in the repository"
         if url != homepage[0]:
             assert (REPO / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{url} is not a PNG"

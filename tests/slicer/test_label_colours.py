@@ -16,8 +16,9 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
 from MedImgAnalysisLib import results, tasks  # noqa: E402
 
-SEGMENTATION_TASKS = {name: task for name, task in tasks.builtin_tasks(runner.METADATA).items()
-                      if task.kind == "segmentation"}
+SEGMENTATION_TASKS = {
+    name: task for name, task in tasks.builtin_tasks(runner.METADATA).items() if task.kind == "segmentation"
+}
 
 
 def test_slicer_segments_and_png_overlays_colour_each_label_alike(tmp_path):
@@ -28,8 +29,9 @@ def test_slicer_segments_and_png_overlays_colour_each_label_alike(tmp_path):
         assert [s.label for s in segments] == sorted(task.labels)
         for segment in segments:
             assert segment.colour == figures.label_colour(segment.label, segment.name), (name, segment)
-    lungs = next(s for s in results.collect(SEGMENTATION_TASKS["ct_segmentation"], ["seg.nrrd"]).segments
-                 if s.name == "lungs")
+    lungs = next(
+        s for s in results.collect(SEGMENTATION_TASKS["ct_segmentation"], ["seg.nrrd"]).segments if s.name == "lungs"
+    )
     assert lungs.colour == palette.LABEL_COLOURS[0] == (0.90, 0.62, 0.00)  # Okabe-Ito orange, as Slicer showed it
 
 
@@ -41,13 +43,16 @@ def test_labels_past_the_palette_get_stable_distinct_colours():
 
 
 def test_the_palette_needs_only_the_standard_library():
-    code = ("import sys; import monai_bundle.palette; "
-            "assert not {'numpy', 'torch', 'monai', 'monai_bundle.io'} & set(sys.modules), 'palette imported more'")
+    code = (
+        "import sys; import monai_bundle.palette; "
+        "assert not {'numpy', 'torch', 'monai', 'monai_bundle.io'} & set(sys.modules), 'palette imported more'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_a_source_checkout_palette_is_loaded_from_its_file(monkeypatch, tmp_path):
     """In Slicer, monai_bundle may be importable by the child only (PYTHONPATH): the palette file is loaded instead."""
+
     def no_bundle(name):
         raise ImportError(f"No module named {name!r}")
 

@@ -44,10 +44,22 @@ class StorageNode(Recorder):
         return 1
 
 
-def volume_node(array, transform=None, node_id="vtkMRMLScalarVolumeNode1"):
-    image = Recorder("imageData", GetDimensions=array.shape, GetScalarRange=(float(array.min()), float(array.max())))
-    node = Recorder("volume", GetImageData=image, GetName="CT", GetAttribute=None, GetParentTransformNode=transform,
-                    GetTransformNodeID="vtkMRMLLinearTransformNode1" if transform else None, GetID=node_id)
+def volume_node(array, transform=None, node_id="vtkMRMLScalarVolumeNode1", colour=False):
+    """A scalar volume node of `array` [i, j, k]; `colour`: a vector volume (a colour picture) instead."""
+    image = Recorder(
+        "imageData", GetDimensions=array.shape[:3], GetScalarRange=(float(array.min()), float(array.max()))
+    )
+    classes = {"vtkMRMLScalarVolumeNode", "vtkMRMLVolumeNode"} | ({"vtkMRMLVectorVolumeNode"} if colour else set())
+    node = Recorder(
+        "volume",
+        GetImageData=image,
+        GetName="CT",
+        GetAttribute=None,
+        GetParentTransformNode=transform,
+        GetTransformNodeID="vtkMRMLLinearTransformNode1" if transform else None,
+        GetID=node_id,
+        IsA=lambda name: name in classes,
+    )
     node.array = array
     return node
 
@@ -55,17 +67,28 @@ def volume_node(array, transform=None, node_id="vtkMRMLScalarVolumeNode1"):
 def scene_stand_in(nodes=(), **values):
     by_id = {node.GetID(): node for node in nodes}
     sh = Recorder("subjectHierarchy", GetItemByDataNode=lambda node: 7, GetItemParent=lambda item: 3)
-    defaults = {"GetNodeByID": lambda node_id: by_id.get(node_id), "GetSubjectHierarchyNode": sh,
-                "GetFirstNodeByClass": lambda cls: None, "GetFirstNodeByName": lambda name: None}
-    scene = Recorder("scene", props={"StartCloseEvent": "StartCloseEvent", "EndCloseEvent": "EndCloseEvent"},
-                     **{**defaults, **values})
+    defaults = {
+        "GetNodeByID": lambda node_id: by_id.get(node_id),
+        "GetSubjectHierarchyNode": sh,
+        "GetFirstNodeByClass": lambda cls: None,
+        "GetFirstNodeByName": lambda name: None,
+    }
+    scene = Recorder(
+        "scene",
+        props={"StartCloseEvent": "StartCloseEvent", "EndCloseEvent": "EndCloseEvent"},
+        **{**defaults, **values},
+    )
     scene.by_id, scene.sh = by_id, sh
     return scene
 
 
 def util_stand_in(tmp_path, **more):
-    return {"loadUI": lambda path: Recorder("uiWidget"), "childWidgetVariables": lambda widget: ui_stand_in(),
-            "tempDirectory": lambda key="", tempDir=None, includeDateTime=True: str(tmp_path), **more}
+    return {
+        "loadUI": lambda path: Recorder("uiWidget"),
+        "childWidgetVariables": lambda widget: ui_stand_in(),
+        "tempDirectory": lambda key="", tempDir=None, includeDateTime=True: str(tmp_path),
+        **more,
+    }
 
 
 def test_every_slicer_api_the_module_calls_is_listed_with_its_signature():
@@ -88,10 +111,12 @@ def test_the_stand_in_rejects_unknown_names_and_wrong_arity():
 
 
 def test_the_library_imports_without_slicer():
-    code = (f"import sys; sys.path.insert(0, {str(MODULE_DIR)!r}); import MedImgAnalysisLib.analysis, "
-            "MedImgAnalysisLib.dependencies, MedImgAnalysisLib.environment; "
-            "assert not {'slicer', 'qt', 'vtk', 'ctk'} & set(sys.modules), 'Slicer module imported'; "
-            "assert not {'monai_bundle', 'torch', 'numpy'} & set(sys.modules), 'bundle or torch imported'")
+    code = (
+        f"import sys; sys.path.insert(0, {str(MODULE_DIR)!r}); import MedImgAnalysisLib.analysis, "
+        "MedImgAnalysisLib.dependencies, MedImgAnalysisLib.environment; "
+        "assert not {'slicer', 'qt', 'vtk', 'ctk'} & set(sys.modules), 'Slicer module imported'; "
+        "assert not {'monai_bundle', 'torch', 'numpy'} & set(sys.modules), 'bundle or torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -128,8 +153,11 @@ def test_dependency_install_success_failure_and_refusal(monkeypatch, tmp_path):
             raise RuntimeError("pip: network unreachable")
         state["missing"] = []
 
-    module = install_stand_ins(monkeypatch, scene_stand_in(), util_stand_in(
-        tmp_path, pip_install=pip_install, confirmOkCancelDisplay=lambda text, **k: state["confirm"]))
+    module = install_stand_ins(
+        monkeypatch,
+        scene_stand_in(),
+        util_stand_in(tmp_path, pip_install=pip_install, confirmOkCancelDisplay=lambda text, **k: state["confirm"]),
+    )
     monkeypatch.setattr(module.dependencies, "missing", lambda *a: list(state["missing"]))
     widget = make_widget(module)
     widget._parameterNode.inputVolume = volume_node(np.zeros((8, 8, 8)))
@@ -153,8 +181,12 @@ def test_torch_goes_through_the_pytorch_extension_with_a_version_floor(monkeypat
     pytorch.PyTorchUtilsLogic = lambda: Recorder("pytorchLogic", installTorch=lambda **k: torch_calls.append(k))
     monkeypatch.setitem(sys.modules, "PyTorchUtils", pytorch)
     missing = [["torch"], []]
-    module = install_stand_ins(monkeypatch, scene_stand_in(), util_stand_in(
-        tmp_path, confirmOkCancelDisplay=lambda text, **k: True), modules={"pytorchutils": object()})
+    module = install_stand_ins(
+        monkeypatch,
+        scene_stand_in(),
+        util_stand_in(tmp_path, confirmOkCancelDisplay=lambda text, **k: True),
+        modules={"pytorchutils": object()},
+    )
     monkeypatch.setattr(module.dependencies, "missing", lambda *a: missing.pop(0))
     assert module.MedImgAnalysisLogic().ensureDependencies() is True
     assert torch_calls == [{"askConfirmation": False, "torchVersionRequirement": ">=2.8"}]
@@ -171,8 +203,14 @@ class ScriptedRun(AnalysisRun):
 
 def scripted(monkeypatch, module, script, tmp_path):
     def start(volume, task, device=None):
-        run = ScriptedRun(module.MedImgAnalysisLogic().tasks[task], lambda path: path.write_text("x"), sys.executable,
-                          device, None, tmp_path)
+        run = ScriptedRun(
+            module.MedImgAnalysisLogic().tasks[task],
+            lambda path: path.write_text("x"),
+            sys.executable,
+            device,
+            None,
+            tmp_path,
+        )
         run.script = script
         run.start()
         return run
@@ -193,8 +231,12 @@ def test_cancel_returns_at_once_locks_the_panel_and_ends_cancelled(monkeypatch, 
     volume = volume_node(np.zeros((8, 8, 8)))
     module = install_stand_ins(monkeypatch, scene_stand_in([volume]), util_stand_in(tmp_path))
     monkeypatch.setattr(module.dependencies, "missing", lambda *a: [])
-    scripted(monkeypatch, module, "import time; print('MEDIMG-PROGRESS {\"stage\": \"running\", \"fraction\": 0.1}',"
-                                  " flush=True); time.sleep(60)", tmp_path)
+    scripted(
+        monkeypatch,
+        module,
+        'import time; print(\'MEDIMG-PROGRESS {"stage": "running", "fraction": 0.1}\', flush=True); time.sleep(60)',
+        tmp_path,
+    )
     widget = make_widget(module)
     widget._parameterNode.inputVolume = volume
     widget.onAnalyzeButton()
@@ -216,8 +258,12 @@ def test_a_deleted_input_fails_with_a_message_and_imports_nothing(monkeypatch, t
     scene = scene_stand_in([volume])
     module = install_stand_ins(monkeypatch, scene, util_stand_in(tmp_path))
     monkeypatch.setattr(module.dependencies, "missing", lambda *a: [])
-    scripted(monkeypatch, module, "import time; time.sleep(0.5); print('MEDIMG-PROGRESS {\"stage\": \"done\", "
-                                  "\"outputs\": []}')", tmp_path)
+    scripted(
+        monkeypatch,
+        module,
+        'import time; time.sleep(0.5); print(\'MEDIMG-PROGRESS {"stage": "done", "outputs": []}\')',
+        tmp_path,
+    )
     widget = make_widget(module)
     widget._parameterNode.inputVolume = volume
     widget.ui.taskComboBox.setCurrentIndex(widget.ui.taskComboBox.findData("ct_denoising"))
@@ -231,10 +277,25 @@ def test_a_real_segmentation_run_through_the_widget(monkeypatch, tmp_path):
     ct = np.full((48, 48, 40), -1000, np.int16)
     ct[8:40, 8:40, 4:36] = 40
     volume = volume_node(ct, transform=Recorder("transform", IsLinear=1))
-    colors, segmentation = Recorder("colors", GetID="colors1"), Recorder("segmentation")
-    scene = scene_stand_in([volume], CreateNodeByClass=lambda cls: StorageNode(volume),
-                           AddNewNodeByClass=lambda cls, name="": {"vtkMRMLColorTableNode": colors,
-                                                                    "vtkMRMLSegmentationNode": segmentation}[cls])
+    by_id = {}
+
+    def segment(segment_id):
+        return by_id.setdefault(segment_id, Recorder(segment_id))
+
+    segments = Recorder(
+        "vtkSegmentation",
+        GetSegment=segment,  # as if the phantom had no aorta
+        GetSegmentIdBySegmentName=lambda name: "" if name == "aorta" else f"{name}_id",
+    )
+    colors, segmentation = Recorder("colors", GetID="colors1"), Recorder("segmentation", GetSegmentation=segments)
+    scene = scene_stand_in(
+        [volume],
+        CreateNodeByClass=lambda cls: StorageNode(volume),
+        AddNewNodeByClass=lambda cls, name="": {
+            "vtkMRMLColorTableNode": colors,
+            "vtkMRMLSegmentationNode": segmentation,
+        }[cls],
+    )
     loaded = []
     util = util_stand_in(tmp_path, loadLabelVolume=lambda path, properties={}: loaded.append(path) or Recorder("lm"))
     module = install_stand_ins(monkeypatch, scene, util)
@@ -254,18 +315,49 @@ def test_a_real_segmentation_run_through_the_widget(monkeypatch, tmp_path):
     assert segmentation.called("SetAndObserveTransformNodeID") == [("vtkMRMLLinearTransformNode1",)]
     assert segmentation.called("CreateClosedSurfaceRepresentation") and scene.sh.called("SetItemParent") == [(7, 3)]
     assert loaded == [str(widget.run.results.label_map)]
+    lungs = "~SCT^91723000^Anatomical Structure~SCT^39607008^Lung~SCT^51440002^Bilateral~"
+    assert lungs in by_id["lungs_id"].called("SetTerminology")[0][0]
+    assert set(by_id) == {f"{name}_id" for name in names[1:] if name != "aorta"}  # an absent label: no segment
+    assert all(len(node.called("SetTerminology")) == 1 for node in by_id.values())
+
+
+def test_a_colour_picture_can_be_picked_for_x_ray_classification_only(monkeypatch, tmp_path):
+    import typing
+
+    module = install_stand_ins(monkeypatch, scene_stand_in(), util_stand_in(tmp_path))
+    annotation = module.MedImgAnalysisParameterNode.annotations["inputVolume"]
+    assert typing.get_origin(annotation) is typing.Union  # Slicer 5.10's combo box connector needs typing.Union
+    assert [t.__name__ for t in typing.get_args(annotation)] == [
+        "vtkMRMLScalarVolumeNode",
+        "vtkMRMLVectorVolumeNode",
+        "NoneType",
+    ]
+    widget = make_widget(module)
+    photo = volume_node(np.zeros((64, 48, 1, 3), np.uint8), colour=True)
+    widget.onInputChanged(photo)
+    assert widget.ui.taskComboBox.currentData == "xray_classification"
+    tall = volume_node(np.zeros((64, 48, 30, 3), np.uint8), colour=True)  # a colour stack: still the one task
+    assert widget.logic.suggestTask(tall) == "xray_classification"
+    for task in ("ct_segmentation", "mri_brain_segmentation", "ct_denoising"):
+        with pytest.raises(ValueError, match="needs a grey-level volume and this one is colour"):
+            widget.logic.startAnalysis(photo, task)
 
 
 def test_classification_results_are_typed_shown_and_saved_with_the_scene(monkeypatch, tmp_path):
     table, storage = Recorder("table", GetID="table1"), Recorder("heatStorage")
     display = Recorder("heatDisplay")
-    heat = Recorder("heat", GetStorageNode=storage, GetDisplayNode=display,
-                    GetImageData=Recorder("img", GetScalarRange=(0.0, 1.0)))
+    heat = Recorder(
+        "heat", GetStorageNode=storage, GetDisplayNode=display, GetImageData=Recorder("img", GetScalarRange=(0.0, 1.0))
+    )
     scene = scene_stand_in(AddNewNodeByClass=lambda cls, name="": table)
     module = install_stand_ins(monkeypatch, scene, util_stand_in(tmp_path, loadVolume=lambda path, props={}: heat))
     logic = module.MedImgAnalysisLogic()
-    found = Results("classification", table=[{"file": "a.nrrd", "probability": "0.25", "predicted": "normal"}],
-                    volumes=[Path("heat.nrrd")], summary="probability 0.25")
+    found = Results(
+        "classification",
+        table=[{"file": "a.nrrd", "probability": "0.25", "predicted": "normal"}],
+        volumes=[Path("heat.nrrd")],
+        summary="probability 0.25",
+    )
     run = type("Run", (), {"results": found, "task": logic.tasks["xray_classification"]})()
     assert logic.importResults(run, volume_node(np.zeros((4, 4, 1)))) == "probability 0.25"
     assert table.called("SetColumnType") == [("probability", 11)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from slicer_writes import write_colour_as_slicer_does
 
 from monai_bundle.apps import runner
 from monai_bundle.io import read_header, read_image, read_radiograph
 
-from conftest import REPO
+from conftest import REPO, run_cli
 from helpers import run_to_end, write_as_slicer_does
 
 sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
@@ -23,6 +26,14 @@ from MedImgAnalysisLib.process import AnalysisProcess, analysis_command, parse_l
 from MedImgAnalysisLib.results import label_colour  # noqa: E402
 
 TASKS = tasks.builtin_tasks(runner.METADATA)
+
+
+def run_as_the_module_does(task: str, write_input, tmp_path: Path) -> AnalysisRun:
+    """The exact command the module builds (on the CPU), run to its end; it must have results to import."""
+    run = AnalysisRun(TASKS[task], write_input, sys.executable, "cpu", bundle_package_parent=REPO, temp_root=tmp_path)
+    run_to_end(run)
+    assert run.state == "importing", (run.error, run.log[-20:])
+    return run
 
 
 def test_suggested_task_follows_the_image():
@@ -55,10 +66,15 @@ def test_another_bundle_needs_an_image_in_and_a_label_map_out(tmp_path):
     configs.mkdir(parents=True)
     with pytest.raises(tasks.BundleError, match="no configs/metadata.json"):
         tasks.other_bundle_task(tmp_path / "zoo")
-    meta = {"name": "spleen", "network_data_format": {
-        "inputs": {"image": {"type": "image", "modality": "CT"}},
-        "outputs": {"pred": {"type": "image", "format": "segmentation",
-                             "channel_def": {"0": "background", "1": "spleen"}}}}}
+    meta = {
+        "name": "spleen",
+        "network_data_format": {
+            "inputs": {"image": {"type": "image", "modality": "CT"}},
+            "outputs": {
+                "pred": {"type": "image", "format": "segmentation", "channel_def": {"0": "background", "1": "spleen"}}
+            },
+        },
+    }
     (configs / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(tasks.BundleError, match="no configs/inference"):
         tasks.other_bundle_task(tmp_path / "zoo")
@@ -139,8 +155,14 @@ def test_module_command_segments_a_real_ct_on_its_own_grid(tmp_path):
     from monai_bundle.data import sample_data
 
     ct = read_image(sample_data.fetch("ts_ct"), ndim=3)
-    run = AnalysisRun(TASKS["ct_segmentation"], lambda path: write_as_slicer_does(ct.array, ct.affine, path),
-                      sys.executable, device="cpu", bundle_package_parent=REPO, temp_root=tmp_path)
+    run = AnalysisRun(
+        TASKS["ct_segmentation"],
+        lambda path: write_as_slicer_does(ct.array, ct.affine, path),
+        sys.executable,
+        device="cpu",
+        bundle_package_parent=REPO,
+        temp_root=tmp_path,
+    )
     assert run.command(Path("in.nrrd"), Path("out"))[2:4] == ["-m", "monai_bundle.apps.analysis"]
     run_to_end(run)
     assert run.state == "importing", (run.error, run.log[-20:])
@@ -162,10 +184,9 @@ def test_module_command_classifies_a_real_radiograph_with_a_heat_map(tmp_path):
     volume = image.array[:, :, None]  # Slicer holds a radiograph as a one-slice volume
     affine = image.affine.copy()
     affine[:3, 2] = np.cross(affine[:3, 0], affine[:3, 1]) / np.linalg.norm(np.cross(affine[:3, 0], affine[:3, 1]))
-    run = AnalysisRun(TASKS["xray_classification"], lambda path: write_as_slicer_does(volume, affine, path),
-                      sys.executable, device="cpu", bundle_package_parent=REPO, temp_root=tmp_path)
-    run_to_end(run)
-    assert run.state == "importing", (run.error, run.log[-20:])
+    run = run_as_the_module_does(
+        "xray_classification", lambda path: write_as_slicer_does(volume, affine, path), tmp_path
+    )
     row = run.results.table[0]
     assert 0.0 <= float(row["probability"]) <= 1.0 and "threshold" in row
     heat_map = next(p for p in run.results.volumes if "gradcam" in p.name)
@@ -175,20 +196,62 @@ def test_module_command_classifies_a_real_radiograph_with_a_heat_map(tmp_path):
     run.finish()
 
 
+PICTURE_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # a PNG in ITK, so in Slicer: 1 mm pixels at 0 on LPS axes
+
+
+def _colour_chest(rows=120, cols=100) -> np.ndarray:
+    """A tinted, chest-like picture [rows, cols, RGB] (bright body, two dark lung fields, noise)."""
+    y, x = np.mgrid[:rows, :cols] / np.array([rows, cols])[:, None, None]
+    lungs = sum(np.exp(-((x - centre) ** 2 + (y - 0.5) ** 2) / 0.02) for centre in (0.3, 0.7))
+    grey = 0.75 - 0.5 * lungs + np.random.default_rng(3).normal(0, 0.03, x.shape)
+    tint = np.array([1.0, 0.93, 0.8])  # a sepia scan of a film
+    return np.clip(grey[..., None] * tint * 255, 0, 255).astype(np.uint8)
+
+
+def test_a_colour_picture_written_by_slicer_gets_the_pngs_probability(tmp_path):
+    pixels = _colour_chest()
+    png = tmp_path / "chest.png"
+    Image.fromarray(pixels).save(png)
+    run_cli(analysis_command(sys.executable, png, tmp_path / "png", task="xray_classification", device="cpu"))
+    with open(tmp_path / "png" / "predictions.csv", newline="") as file:
+        from_png = next(csv.DictReader(file))
+
+    volume = pixels.transpose(1, 0, 2)[:, :, None, :]  # Slicer's one-slice vector volume [x, y, z, RGB]
+    write = lambda path: write_colour_as_slicer_does(volume, PICTURE_RAS, path)  # noqa: E731
+    run = run_as_the_module_does("xray_classification", write, tmp_path)
+    from_slicer = run.results.table[0]
+    for column in ("probability", "predicted_class", "threshold"):
+        assert from_slicer[column] == from_png[column], column
+    assert 0.0 < float(from_slicer["probability"]) < 1.0
+    heat = read_image(next(p for p in run.results.volumes if "gradcam" in p.name))
+    png_heat = read_image(tmp_path / "png" / "chest_gradcam.nii.gz")
+    assert heat.array.shape == png_heat.array.shape == (100, 120)  # on the picture's grid
+    np.testing.assert_allclose(heat.affine, PICTURE_RAS, atol=1e-9)
+    np.testing.assert_allclose(png_heat.affine, PICTURE_RAS, atol=1e-9)
+    np.testing.assert_array_equal(heat.array, png_heat.array)
+    run.finish()
+
+
 def test_a_failing_run_reports_one_line_and_cleans_up(tmp_path):
     bad = lambda path: path.write_bytes(b"not an image at all")  # noqa: E731
-    run = run_to_end(AnalysisRun(TASKS["ct_segmentation"], bad, sys.executable, device="cpu",
-                                 bundle_package_parent=REPO, temp_root=tmp_path), timeout=300)
+    run = run_to_end(
+        AnalysisRun(
+            TASKS["ct_segmentation"], bad, sys.executable, device="cpu", bundle_package_parent=REPO, temp_root=tmp_path
+        ),
+        timeout=300,
+    )
     assert run.state == "failed" and "input.nrrd" in run.error and "\n" not in run.error
     assert not run.workspace.path.exists()
 
 
 def test_cancel_ends_the_child_and_its_children_within_two_seconds(tmp_path):
     marker = tmp_path / "grandchild.pid"
-    script = ("import subprocess, sys, time; "
-              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-              f"open({str(marker)!r}, 'w').write(str(p.pid)); "
-              "print('MEDIMG-PROGRESS {\"stage\": \"running\", \"fraction\": 0.1}', flush=True); time.sleep(60)")
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(marker)!r}, 'w').write(str(p.pid)); "
+        'print(\'MEDIMG-PROGRESS {"stage": "running", "fraction": 0.1}\', flush=True); time.sleep(60)'
+    )
     process = AnalysisProcess([sys.executable, "-c", script])
     process.start()
     deadline = time.monotonic() + 30
@@ -218,8 +281,14 @@ def _alive(pid: int) -> bool:
 
 def test_cancel_of_a_real_analysis_removes_its_temp_files(tmp_path):
     ct = np.full((64, 64, 64), -1000, np.int16)
-    run = AnalysisRun(TASKS["ct_segmentation"], lambda path: write_as_slicer_does(ct, np.eye(4), path),
-                      sys.executable, device="cpu", bundle_package_parent=REPO, temp_root=tmp_path)
+    run = AnalysisRun(
+        TASKS["ct_segmentation"],
+        lambda path: write_as_slicer_does(ct, np.eye(4), path),
+        sys.executable,
+        device="cpu",
+        bundle_package_parent=REPO,
+        temp_root=tmp_path,
+    )
     run.start()
     time.sleep(1.0)  # the child is importing torch/MONAI
     assert run.state == "running"
@@ -248,6 +317,18 @@ def test_undecodable_output_is_logged_and_the_run_still_ends(tmp_path):
 
 def test_the_command_names_the_task_or_the_bundle():
     command = analysis_command("py", Path("in.nrrd"), Path("out"), task="ct_segmentation", device="cpu")
-    assert command == ["py", "-u", "-m", "monai_bundle.apps.analysis", "--input", "in.nrrd", "--output-dir", "out",
-                       "--task", "ct_segmentation", "--device", "cpu"]
+    assert command == [
+        "py",
+        "-u",
+        "-m",
+        "monai_bundle.apps.analysis",
+        "--input",
+        "in.nrrd",
+        "--output-dir",
+        "out",
+        "--task",
+        "ct_segmentation",
+        "--device",
+        "cpu",
+    ]
     assert "--bundle" in analysis_command("py", Path("in.nii.gz"), Path("out"), bundle=Path("zoo"))

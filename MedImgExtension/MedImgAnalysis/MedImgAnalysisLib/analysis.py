@@ -33,8 +33,15 @@ class AnalysisRun:
     the outputs and calls `finish()`).
     """
 
-    def __init__(self, task: Task, write_input: Callable[[Path], None], python: str, device: str | None = None,
-                 bundle_package_parent: Path | None = None, temp_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        write_input: Callable[[Path], None],
+        python: str,
+        device: str | None = None,
+        bundle_package_parent: Path | None = None,
+        temp_root: Path | None = None,
+    ) -> None:
         self.task, self.write_input, self.python, self.device = task, write_input, python, device
         self.bundle_package_parent, self.temp_root = bundle_package_parent, temp_root
         self.state, self.fraction, self.error = "idle", 0.0, ""
@@ -47,8 +54,7 @@ class AnalysisRun:
 
     def command(self, input_path: Path, output_dir: Path) -> list[str]:
         task = self.task.name if self.task.bundle is None else None
-        return analysis_command(self.python, input_path, output_dir, task,
-                                self.task.bundle, self.device)
+        return analysis_command(self.python, input_path, output_dir, task, self.task.bundle, self.device)
 
     def start(self) -> None:
         self.state, self.started = "preparing", time.monotonic()
@@ -59,8 +65,10 @@ class AnalysisRun:
         except Exception as error:  # noqa: BLE001 - shown to the user, whatever the writer raised
             self._fail(f"could not write the input volume: {error}")
             return
-        self.process = AnalysisProcess(self.command(input_path, self.workspace.output_dir),
-                                       child_environment(self.device, self.bundle_package_parent))
+        self.process = AnalysisProcess(
+            self.command(input_path, self.workspace.output_dir),
+            child_environment(self.device, self.bundle_package_parent),
+        )
         self.log.append("$ " + " ".join(self.process.command))
         try:
             self.process.start()

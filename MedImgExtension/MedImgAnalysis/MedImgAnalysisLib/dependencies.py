@@ -13,8 +13,14 @@ from pathlib import Path
 REQUIREMENTS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
 TORCH = "torch>=2.8"  # installed on its own: its build must match the GPU driver (pyproject.toml's floor)
 IMPORT_NAMES = {"pytorch-ignite": "ignite", "pynrrd": "nrrd", "scikit-image": "skimage", "pillow": "PIL"}
-OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt,
-             "<": operator.lt}
+OPERATORS = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class Requirement:
     @classmethod
     def parse(cls, line: str) -> Requirement:
         name = re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0]
-        specifiers = tuple(re.findall(r"(>=|<=|==|!=|>|<)\s*([0-9][0-9A-Za-z.+]*)", line[len(name):]))
+        specifiers = tuple(re.findall(r"(>=|<=|==|!=|>|<)\s*([0-9][0-9A-Za-z.+]*)", line[len(name) :]))
         return cls(line, name, IMPORT_NAMES.get(name, name), specifiers)
 
     def satisfied_by(self, version: str) -> bool:
@@ -65,8 +71,10 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def missing(find_spec: Callable[[str], object] = importlib.util.find_spec,
-            version: Callable[[str], str | None] = installed_version) -> list[str]:
+def missing(
+    find_spec: Callable[[str], object] = importlib.util.find_spec,
+    version: Callable[[str], str | None] = installed_version,
+) -> list[str]:
     """Module names of REQUIRED packages that are not importable or older than required (nothing is imported)."""
     importlib.invalidate_caches()  # packages pip installed a moment ago
     out = []
@@ -87,14 +95,18 @@ def describe(missing_names: list[str], version: Callable[[str], str | None] = in
     return out
 
 
-def install_plan(missing_names: list[str], pytorch_extension: bool,
-                 version: Callable[[str], str | None] = installed_version) -> list[str]:
+def install_plan(
+    missing_names: list[str], pytorch_extension: bool, version: Callable[[str], str | None] = installed_version
+) -> list[str]:
     """Human-readable steps, shown to the user before anything is installed."""
     steps = []
     if "torch" in missing_names:
         torch = describe(["torch"], version)[0]
-        steps.append(f"PyTorch {torch}, through the PyTorch extension (it picks the build for your GPU)"
-                     if pytorch_extension else f"PyTorch {torch} (from pip)")
+        steps.append(
+            f"PyTorch {torch}, through the PyTorch extension (it picks the build for your GPU)"
+            if pytorch_extension
+            else f"PyTorch {torch} (from pip)"
+        )
     others = describe([name for name in missing_names if name != "torch"], version)
     if others:
         steps.append("pip: " + ", ".join(others))
@@ -103,11 +115,14 @@ def install_plan(missing_names: list[str], pytorch_extension: bool,
 
 def torch_version_requirement() -> str:
     """The version rule for the PyTorch extension's installTorch(torchVersionRequirement=...), e.g. '>=2.8'."""
-    return REQUIRED["torch"].line[len(REQUIRED["torch"].distribution):]
+    return REQUIRED["torch"].line[len(REQUIRED["torch"].distribution) :]
 
 
-def install(missing_names: list[str], pip_install: Callable[[list[str]], object],
-            install_torch: Callable[[str], object] | None = None) -> None:
+def install(
+    missing_names: list[str],
+    pip_install: Callable[[list[str]], object],
+    install_torch: Callable[[str], object] | None = None,
+) -> None:
     """Install what is missing: torch first (through `install_torch(version_rule)` when given), then one pip call.
 
     pip gets a list of arguments, never one string: Slicer's pip_install splits a string with shlex.split,

@@ -20,8 +20,9 @@ def version_problem(slicer_version: tuple[int, int], python_version: tuple[int, 
         found = ".".join(map(str, slicer_version[:2]))
         python = ".".join(map(str, python_version[:2]))
         need = ".".join(map(str, MINIMUM_SLICER))
-        return (f"MedImg Analysis needs 3D Slicer {need} or later (Python 3.10+); "
-                f"this is Slicer {found} (Python {python}).")
+        return (
+            f"MedImg Analysis needs 3D Slicer {need} or later (Python 3.10+); this is Slicer {found} (Python {python})."
+        )
     return ""
 
 
@@ -41,8 +42,9 @@ class BundleLocation:
         return self.package_parent / PACKAGE / "models"
 
 
-def locate_bundle(module_dir: Path,
-                  find_spec: Callable[[str], object] = importlib.util.find_spec) -> BundleLocation | None:
+def locate_bundle(
+    module_dir: Path, find_spec: Callable[[str], object] = importlib.util.find_spec
+) -> BundleLocation | None:
     """Find the monai_bundle package without importing it (it would import nothing heavy, but a missing one must
     not raise): next to the module file (what the extension's CMakeLists installs into qt-scripted-modules/), in a
     source checkout (MedImgExtension/<module>/ two levels below monai_bundle/), or installed in Slicer's Python."""
@@ -58,8 +60,10 @@ def locate_bundle(module_dir: Path,
 
 
 def not_found_message(module_dir: Path) -> str:
-    return (f"The MedImg bundle ({PACKAGE}) was not found next to {module_dir} nor in Slicer's Python: "
-            "reinstall the MedImg extension (see the module's help).")
+    return (
+        f"The MedImg bundle ({PACKAGE}) was not found next to {module_dir} nor in Slicer's Python: "
+        "reinstall the MedImg extension (see the module's help)."
+    )
 
 
 def device_choices(platform: str = sys.platform) -> dict[str, str | None]:

@@ -17,11 +17,25 @@ from pathlib import Path
 PROGRESS_PREFIX = "MEDIMG-PROGRESS "  # monai_bundle.apps.analysis.PROGRESS_PREFIX (not imported: Slicer may lack it)
 
 
-def analysis_command(python: str, input_path: Path, output_dir: Path, task: str | None = None,
-                     bundle: Path | None = None, device: str | None = None) -> list[str]:
+def analysis_command(
+    python: str,
+    input_path: Path,
+    output_dir: Path,
+    task: str | None = None,
+    bundle: Path | None = None,
+    device: str | None = None,
+) -> list[str]:
     """The child's command line: `python -m monai_bundle.apps.analysis ...` (the runner the scripts use)."""
-    command = [python, "-u", "-m", "monai_bundle.apps.analysis",
-               "--input", str(input_path), "--output-dir", str(output_dir)]
+    command = [
+        python,
+        "-u",
+        "-m",
+        "monai_bundle.apps.analysis",
+        "--input",
+        str(input_path),
+        "--output-dir",
+        str(output_dir),
+    ]
     command += ["--bundle", str(bundle)] if bundle is not None else ["--task", str(task)]
     if device:
         command += ["--device", device]
@@ -68,7 +82,7 @@ def parse_line(line: str) -> Event:
     line = line.rstrip("\n")
     if line.startswith(PROGRESS_PREFIX):
         try:
-            data = json.loads(line[len(PROGRESS_PREFIX):])
+            data = json.loads(line[len(PROGRESS_PREFIX) :])
             return Event(stage=data.get("stage"), fraction=data.get("fraction"), data=data)
         except json.JSONDecodeError:
             pass
@@ -109,9 +123,18 @@ class AnalysisProcess:
         self.cancelled = False
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        encoding="utf-8", errors="replace", bufsize=1, env=self.env, cwd=self.cwd,
-                                        **popen_options())
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            env=self.env,
+            cwd=self.cwd,
+            **popen_options(),
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

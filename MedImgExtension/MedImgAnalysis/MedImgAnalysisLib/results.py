@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from MedImgAnalysisLib import terminology
 from MedImgAnalysisLib.tasks import Task
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
@@ -47,6 +48,7 @@ class Segment:
     label: int
     name: str
     colour: tuple[float, float, float]
+    terminology: str = ""  # Slicer's serialized terminology entry (standard codes); '' keeps Slicer's default
 
 
 @dataclass
@@ -81,8 +83,10 @@ def collect(task: Task, outputs: list[str], package_parent: Path | None = None) 
             raise ValueError(f"expected one label map from {task.name}, got {len(volumes)}: {listed}")
         results.label_map = volumes[0]
         palette = bundle_palette(package_parent)
-        results.segments = [Segment(label, name, palette.label_colour(label, name))
-                            for label, name in sorted(task.labels.items())]
+        results.segments = [
+            Segment(label, name, palette.label_colour(label, name), terminology.entry(task.codes.get(label, {})))
+            for label, name in sorted(task.labels.items())
+        ]
         results.summary = f"{len(results.segments)} labels"
     elif task.kind == "classification":
         table = next((p for p in paths if p.name == "predictions.csv"), None)
@@ -103,6 +107,7 @@ def collect(task: Task, outputs: list[str], package_parent: Path | None = None) 
 def numeric_columns(rows: list[dict[str, str]]) -> list[str]:
     """Columns whose every non-empty cell is a number: the module makes them numeric table columns
     (sortable, plottable) instead of text."""
+
     def is_number(text: str) -> bool:
         try:
             float(text)

@@ -19,6 +19,15 @@ class Task:
     modality: str = ""
     labels: dict[int, str] = field(default_factory=dict)
     bundle: Path | None = None  # None: the built-in bundle
+    input_ndim: int | None = None  # the declared dimensions of its input image, when known
+    codes: dict[int, dict[str, list[str]]] = field(default_factory=dict)  # label -> standard codes (terminology.py)
+
+    @property
+    def reads_colour(self) -> bool:
+        """Whether a colour (RGB/RGBA) image can be its input: the MedImg bundle reads its 2D inputs as radiographs
+        (monai_bundle.io.read_radiograph), colour pictures and colour NRRD files as their BT.601 grey; a 3D input,
+        or another bundle's, is read as a grey volume, which a colour file is not."""
+        return self.bundle is None and self.input_ndim == 2
 
     @property
     def title(self) -> str:
@@ -52,17 +61,35 @@ def builtin_tasks(metadata_path: Path) -> dict[str, Task]:
     for name, block in meta.get("medimg", {}).get("tasks", {}).items():
         if "kind" in block and len(block.get("inputs", {})) == 1 and "inference" in block.get("configs", {}):
             labels = {int(k): v for k, v in block.get("labels", {}).items()}
-            tasks[name] = Task(name, _kind(block), block.get("description", ""), block.get("modality", ""), labels)
+            ndim = next(iter(block["inputs"].values())).get("ndim")
+            codes = {int(k): v for k, v in block.get("codes", {}).items()}
+            tasks[name] = Task(
+                name,
+                _kind(block),
+                block.get("description", ""),
+                block.get("modality", ""),
+                labels,
+                input_ndim=ndim,
+                codes=codes,
+            )
     return tasks
 
 
-def suggest_task(shape: tuple[int, ...], scalar_range: tuple[float, float], tasks: dict[str, Task],
-                 modality: str = "") -> str | None:
+def suggest_task(
+    shape: tuple[int, ...],
+    scalar_range: tuple[float, float],
+    tasks: dict[str, Task],
+    modality: str = "",
+    colour: bool = False,
+) -> str | None:
     """The task a volume most likely wants: a 2D image -> X-ray classification; CT-like values -> CT.
 
     `shape` is the voxel grid (a radiograph loaded in Slicer is a volume with one slice),
-    `scalar_range` its min/max, `modality` a DICOM Modality when known (CT, MR, CR, DX).
+    `scalar_range` its min/max, `modality` a DICOM Modality when known (CT, MR, CR, DX);
+    `colour`: a colour (RGB/RGBA) volume, which only a task that `reads_colour` can take.
     """
+    if colour:
+        return next((name for name, task in tasks.items() if task.reads_colour), None)
     dims = [size for size in shape if size > 1]
     modality = modality.upper()
     by_modality = {task.modality.upper(): name for name, task in tasks.items() if task.modality}
@@ -75,15 +102,27 @@ def suggest_task(shape: tuple[int, ...], scalar_range: tuple[float, float], task
     return None
 
 
+def codes_by_name(tasks: dict[str, Task]) -> dict[str, dict[str, list[str]]]:
+    """Label name -> its standard codes over the segmentation tasks, first task first: for another bundle's labels
+    of the same names (as monai_bundle.io.dicom_codes.LABEL_CODES serves the bundle's DICOM writers)."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for task in tasks.values():
+        for label, name in task.labels.items():
+            if task.kind == "segmentation" and label in task.codes:
+                found.setdefault(name, task.codes[label])
+    return found
+
+
 class BundleError(ValueError):
     """A folder that is not a MONAI bundle this module can run; str() is one line."""
 
 
-def other_bundle_task(folder: Path) -> Task:
+def other_bundle_task(folder: Path, known_codes: dict[str, dict[str, list[str]]] | None = None) -> Task:
     """Describe another MONAI bundle (e.g. a Model Zoo segmentation bundle) that takes an image, returns a label map.
 
     Its metadata.json must describe one input of type image and one output of type image with format
     segmentation (the Model Zoo's network_data_format), and it must have configs/inference.json or .yaml.
+    `known_codes`: standard codes by label name (`codes_by_name`), given to its labels of those names.
     """
     folder = Path(folder)
     meta_path = folder / "configs" / "metadata.json"
@@ -105,4 +144,13 @@ def other_bundle_task(folder: Path) -> Task:
     channels = output.get("channel_def", {})
     labels = {int(k): v for k, v in channels.items() if str(k).isdigit() and int(k) > 0}
     modality = next(iter(inputs.values())).get("modality", "")
-    return Task(meta.get("name", folder.name), "segmentation", meta.get("description", ""), modality, labels, folder)
+    codes = {label: (known_codes or {})[name] for label, name in labels.items() if name in (known_codes or {})}
+    return Task(
+        meta.get("name", folder.name),
+        "segmentation",
+        meta.get("description", ""),
+        modality,
+        labels,
+        folder,
+        codes=codes,
+    )
