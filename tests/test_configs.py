@@ -220,3 +220,29 @@ def test_registration_prepare_workflow_writes_a_slice_set_that_training_reads(tm
     run_cli(runner.bundle_command("mri_registration", "prepare", dataset_dir=tmp_path))
     slices = prepared_slices(tmp_path, "test")
     assert slices["t1"].ndim == 3 and slices["tissues"].shape[1] == 3
+
+
+def test_every_label_of_the_segmentation_and_classification_tasks_has_its_codes_in_metadata():
+    """The codes DICOM SEG and SR write are metadata's, per label; dicom_codes gathers them and the docs list them."""
+    from monai_bundle.io.dicom_codes import CLASS_CODES, LABEL_CODES, task_codes
+
+    meta = runner.metadata()
+    table = (CONFIGS.parent / "docs" / "dicom.md").read_text()
+    for task, block in runner.tasks().items():
+        if block["kind"] not in ("segmentation", "classification"):
+            continue
+        codes = task_codes(meta, task)
+        assert sorted(codes) == sorted(block["labels"].values()), task
+        for name, entry in codes.items():
+            required = ("category", "type") if block["kind"] == "segmentation" else ("type",)
+            assert all(key in entry for key in required), (task, name)
+            if block["kind"] == "segmentation":
+                assert LABEL_CODES[name] == entry
+            else:
+                assert CLASS_CODES[name] == entry["type"]
+            assert f"| {task} | {name} |" in table and f"{entry['type'][1]} {entry['type'][0]} " in table
+
+
+def test_output_format_defaults_to_the_label_map_of_today():
+    for task in ("ct_segmentation", "mri_brain_segmentation", "xray_classification"):
+        assert _parser(task, "inference").get_parsed_content("output_format") == "nifti"

@@ -1,6 +1,7 @@
 """`medimg-batch`: run a bundle task over every image below a folder: fast, resumable, safe with bad input.
 
     medimg-batch --task ct_segmentation --input IN_DIR --output OUT_DIR [--workers 2] [--shard i/n]
+                 [--output-format nifti|dicom|both]
     medimg-batch merge-reports OUT_DIR
 
 Every NIfTI, NRRD, MetaImage file and DICOM series below IN_DIR is run through the task's own
@@ -8,7 +9,9 @@ inference configs (the files `runner.config_files(task, "inference")` names, par
 ConfigParser): the model is loaded once, worker threads read and preprocess the next inputs while
 the network runs, and writer threads invert the preprocessing and write each result on its input's
 grid under OUT_DIR, mirroring IN_DIR's folders. `report.csv` and `report.json` get one row per input:
-its status (done, skipped, failed), the one-line reason of a failure, timings and the task's results.
+its status (done, skipped, failed), the files written, the one-line reason of a failure, notes (e.g. a
+DICOM series read on a regularised grid), timings and the task's results. `--output-format dicom` writes a
+DICOM input's result as a DICOM SEG and an SR volume report instead of NIfTI, `both` writes all three.
 
 A rerun skips inputs whose output is complete and valid (recorded in OUT_DIR/.medimg-batch/ and on
 the input's grid) and redoes the rest; outputs and reports are written to a temp name and renamed,
@@ -42,14 +45,16 @@ import numpy as np
 
 from monai_bundle.apps import runner
 from monai_bundle.io import (
+    OUTPUT_FORMATS,
     ImageReadError,
     SaveOnInputGridd,
     check_same_grid,
     find_images,
-    output_path,
+    output_paths,
     read_header,
     write_text_atomic,
 )
+from monai_bundle.io.dicom_derived import check_derived
 from monai_bundle.tasks.segmentation import segmentation_results
 
 logger = logging.getLogger(__name__)
@@ -104,20 +109,31 @@ def batch_tasks() -> list[str]:
 
 @dataclass(frozen=True)
 class Case:
-    """One input: its path relative to the input folder (the report and shard key) and its planned output."""
+    """One input: its path relative to the input folder (the report and shard key) and its planned outputs."""
 
     rel: str
     source: str
-    output: str
-    out_rel: str
-    problem: str = ""  # known before reading (an output name clash)
+    outputs: tuple[str, ...]  # the label map first, then a DICOM input's SEG and SR
+    out_rels: tuple[str, ...]
+    problem: str = ""  # known before reading (an output name clash, a format the input cannot have)
+
+    @property
+    def output(self) -> str:
+        """The first output (the label map, or the SEG where only DICOM is written)."""
+        return self.outputs[0] if self.outputs else ""
+
+    @property
+    def out_rel(self) -> str:
+        """The outputs relative to the output folder, as the report's `output` column names them."""
+        return "; ".join(self.out_rels)
 
 
-def plan(input_path: Path, output_dir: Path, postfix: str, ext: str | None) -> list[Case]:
-    """Every image below `input_path` (or that one file) with its output under `output_dir`, sorted.
+def plan(input_path: Path, output_dir: Path, postfix: str, ext: str | None, output_format: str = "nifti") -> list[Case]:
+    """Every image below `input_path` (or that one file) with its outputs under `output_dir`, sorted.
 
-    Outputs mirror the input's folders and are named as `transforms.output_path` names them; images
-    inside `output_dir` are left out. Two inputs that would write one output: the second one fails.
+    Outputs mirror the input's folders and are named as `transforms.output_paths` names them; images
+    inside `output_dir` are left out. Two inputs that would write one output: the second one fails; so does
+    an input that cannot be written in `output_format` (a NIfTI input as DICOM SEG).
     """
     root = input_path if input_path.is_dir() else input_path.parent
     sources = [Path(p) for p in find_images(input_path)] if input_path.is_dir() else [input_path]
@@ -128,11 +144,21 @@ def plan(input_path: Path, output_dir: Path, postfix: str, ext: str | None) -> l
         if resolved == out_root or out_root in resolved.parents:
             continue
         rel = source.relative_to(root).as_posix() if source != root else source.name
-        output = output_path(str(source), str(output_dir / Path(rel).parent), postfix, ext)
-        out_rel = output.relative_to(output_dir).as_posix()
-        owner = owners.setdefault(out_rel, rel)
-        problem = "" if owner == rel else f"{source}: its output {out_rel} is already the output of {owner}"
-        cases.append(Case(rel, str(source), str(output), out_rel, problem))
+        try:
+            outputs = output_paths(str(source), str(output_dir / Path(rel).parent), postfix, ext, output_format)
+        except ValueError as error:
+            cases.append(Case(rel, str(source), (), (), str(error)))
+            continue
+        out_rels = tuple(output.relative_to(output_dir).as_posix() for output in outputs)
+        problem = next(
+            (
+                f"{source}: its output {out_rel} is already the output of {owner}"
+                for out_rel in out_rels
+                if (owner := owners.setdefault(out_rel, rel)) != rel
+            ),
+            "",
+        )
+        cases.append(Case(rel, str(source), tuple(map(str, outputs)), out_rels, problem))
     return cases
 
 
@@ -203,6 +229,16 @@ def failure_reason(source: str, error: BaseException) -> str:
         error = error.__cause__
     first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     return f"{source}: {type(error).__name__}" + (f": {first}" if first else "")
+
+
+def check_output(output: Path, source: str) -> None:
+    """Raise (ValueError, ImageReadError) unless `output` is a valid result of `source`: a label map on its grid,
+    or a DICOM SEG or SR that references its series."""
+    if output.suffix == ".dcm":
+        check_derived(output, source)
+    else:
+        shape, affine, _ = read_header(output)
+        check_same_grid(source, shape, affine)
 
 
 def _grid_notes(affine: np.ndarray) -> list[str]:
@@ -426,21 +462,22 @@ class BatchRun:
         return True
 
     def _cached_results(self, case: Case, outcome: Outcome) -> dict | None:
-        """The results of an earlier run if `case`'s output is complete, valid and up to date, else None."""
-        output = Path(case.output)
-        if not output.exists():
+        """The results of an earlier run if `case`'s outputs are complete, valid and up to date, else None."""
+        outputs = [Path(output) for output in case.outputs]
+        if not all(output.exists() for output in outputs):
             return None
         try:
-            shape, affine, _ = read_header(output)
-            check_same_grid(case.source, shape, affine)
+            for output in outputs:
+                check_output(output, case.source)
             entry = self.journal.entries.get(case.rel)
             if entry is not None:
                 current = entry["fingerprint"] == fingerprint(case.source) and entry["signature"] == self.signature
                 if current and entry.get("output") == case.out_rel:
                     return entry["results"]
-            elif output.stat().st_mtime_ns >= fingerprint(case.source)[1]:
-                # an output without a journal line (a run killed between the two, or another tool's)
-                return self.pipeline.summarise({"pred_path": str(output)}, self.pipeline.class_names)
+            elif min(output.stat().st_mtime_ns for output in outputs) >= fingerprint(case.source)[1]:
+                # outputs without a journal line (a run killed between the two, or another tool's)
+                item = {"pred_path": case.output, **({"pred_sr_path": case.outputs[-1]} if len(outputs) > 1 else {})}
+                return self.pipeline.summarise(item, self.pipeline.class_names)
         except (ImageReadError, ValueError, OSError):
             pass
         outcome.notes.append("the existing output is out of date or invalid")
@@ -465,8 +502,8 @@ class BatchRun:
         try:
             item[OUTPUT_DIR_KEY] = str(Path(case.output).parent)
             item = self.pipeline.postprocessing(item)
-            if Path(item["pred_path"]) != Path(case.output):
-                raise RuntimeError(f"wrote {item['pred_path']} instead of {case.output}")
+            if [Path(path) for path in item["pred_paths"]] != [Path(output) for output in case.outputs]:
+                raise RuntimeError(f"wrote {'; '.join(item['pred_paths'])} instead of {'; '.join(case.outputs)}")
             outcome.results = self.pipeline.summarise(item, self.pipeline.class_names)
             outcome.status = "done"
         except Exception as error:
@@ -531,7 +568,7 @@ class BatchRun:
             for future in sorted(done, key=lambda f: f.result().case.rel):
                 record(future.result())
 
-        remove_stale_temps([Path(case.output) for case in self.cases], self.started)
+        remove_stale_temps([Path(output) for case in self.cases for output in case.outputs], self.started)
         try:
             with self._collecting_notes():
                 read_ahead()
@@ -641,6 +678,12 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="list what would run and what would be skipped; write nothing"
     )
+    parser.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        help="nifti: label maps in the input's format (DICOM inputs: NIfTI), the default; dicom: a DICOM input's "
+        "result as a DICOM SEG + SR volume report (other inputs fail); both: label maps, and SEG + SR for DICOM inputs",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -654,6 +697,8 @@ def _overrides(args: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
         if key in overrides:
             raise UsageError(f"--{key} is not a {PROG} option: use --input and --output")
     overrides["output_dir"] = str(args.output)
+    if args.output_format:
+        overrides["output_format"] = args.output_format
     if args.device:
         overrides["device"] = args.device
     elif args.shard == "auto" and "LOCAL_RANK" in os.environ:
@@ -708,7 +753,8 @@ def _batch_main(argv: list[str]) -> int:
     except Exception as error:
         reason = failure_reason(f"task {args.task}", error)
         raise UsageError(f"cannot build the pipeline from the configs: {reason}") from None
-    cases = plan(args.input, args.output, pipeline.saver.output_postfix, pipeline.saver.output_ext)
+    saver = pipeline.saver
+    cases = plan(args.input, args.output, saver.output_postfix, saver.output_ext, saver.output_format)
     if not cases:
         raise UsageError(f"{args.input}: no NIfTI, NRRD, MetaImage or DICOM images found")
     if shard:

@@ -43,10 +43,14 @@ from .registry import (
 )
 from .transforms import (
     INPUT_KINDS,
+    OUTPUT_FORMATS,
     SaveOnInputGridd,
     case_name,
     check_same_grid,
+    dicom_result_paths,
+    is_dicom,
     output_path,
+    output_paths,
     source_grid,
     source_path,
 )
@@ -67,4 +71,5 @@ __all__ = [
     "DEFAULT_MAX_BYTES", "image_suffix", "find_images", "find_radiographs",
     "read_header", "read_image", "read_radiograph", "write_image",
     "INPUT_KINDS", "source_path", "case_name", "output_path", "SaveOnInputGridd", "source_grid", "check_same_grid",
+    "OUTPUT_FORMATS", "output_paths", "is_dicom", "dicom_result_paths",
 ]  # fmt: skip

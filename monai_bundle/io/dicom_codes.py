@@ -1,43 +1,52 @@
-"""Standard codes for the bundle's labels and classes, as plain data that can move into metadata per label.
+"""Standard codes of the bundle's labels and classes: read from metadata.json, where each task keeps them per label.
 
+A task block of configs/metadata.json ("medimg" block) has "codes": label value -> {"category", "type" and, for
+paired organs labelled together, "modifier" ('Bilateral')}; a classification task gives each class its "type".
 Each code is [code value, coding scheme designator, code meaning], as DICOM writes it (the meanings are those of
-DICOM PS3.16, as pydicom's code dictionary has them). A segment has a property category, a property type and,
-for paired organs labelled together, a type modifier ('Bilateral'). SCT is SNOMED CT, DCM is DICOM's own scheme.
+DICOM PS3.16, as pydicom's code dictionary has them). SCT is SNOMED CT, DCM is DICOM's own scheme. LABEL_CODES
+and CLASS_CODES gather them by name: the fallback for a label that brings no codes of its own (another bundle's).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from pydicom.sr.coding import Code
 
-_ANATOMY = ["91723000", "SCT", "Anatomical Structure"]  # CID 7150 Segmentation Property Categories
-_TISSUE = ["85756007", "SCT", "Tissue"]
-_BILATERAL = ["51440002", "SCT", "Bilateral"]  # CID 244 Laterality
+from monai_bundle import BUNDLE_ROOT
 
-LABEL_CODES: dict[str, dict[str, list[str]]] = {
-    # ct_segmentation (types from CID 7166/7192 segmentation property types)
-    "lungs": {"category": _ANATOMY, "type": ["39607008", "SCT", "Lung"], "modifier": _BILATERAL},
-    "heart": {"category": _ANATOMY, "type": ["80891009", "SCT", "Heart"]},
-    "aorta": {"category": _ANATOMY, "type": ["15825003", "SCT", "Aorta"]},
-    "liver": {"category": _ANATOMY, "type": ["10200004", "SCT", "Liver"]},
-    "spleen": {"category": _ANATOMY, "type": ["78961009", "SCT", "Spleen"]},
-    "kidneys": {"category": _ANATOMY, "type": ["64033007", "SCT", "Kidney"], "modifier": _BILATERAL},
-    "stomach": {"category": _ANATOMY, "type": ["69695003", "SCT", "Stomach"]},
-    "bone": {"category": _TISSUE, "type": ["3138006", "SCT", "Bone"]},
-    # mri_brain_segmentation; 'CSF and other brain' is mostly CSF: its nearest standard type
-    "grey_matter": {"category": _ANATOMY, "type": ["389081007", "SCT", "Gray Matter"]},
-    "white_matter": {"category": _ANATOMY, "type": ["389080008", "SCT", "White Matter"]},
-    "csf_and_other_brain": {"category": _ANATOMY, "type": ["65216001", "SCT", "Cerebrospinal Fluid"]},
-}
-"""Segment codes of each label name of the bundle's segmentation tasks."""
+
+def task_codes(metadata: Mapping[str, Any], task: str) -> dict[str, dict[str, list[str]]]:
+    """Label (or class) name -> its codes, as the `task`'s block of `metadata` (a bundle's metadata.json) gives them.
+
+    A task without a "codes" block (or unknown to the metadata) has none: {}.
+    """
+    block = metadata.get("medimg", {}).get("tasks", {}).get(task, {})
+    names = block.get("labels", {})
+    return {names[value]: dict(entry) for value, entry in block.get("codes", {}).items() if value in names}
+
+
+def codes_by_name(metadata: Mapping[str, Any], kind: str) -> dict[str, dict[str, list[str]]]:
+    """Name -> codes over every task of `kind` ('segmentation', 'classification') in `metadata`, first task first."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for task, block in metadata.get("medimg", {}).get("tasks", {}).items():
+        if block.get("kind") == kind:
+            for name, entry in task_codes(metadata, task).items():
+                found.setdefault(name, entry)
+    return found
+
+
+_METADATA = json.loads((BUNDLE_ROOT / "configs" / "metadata.json").read_text(encoding="utf-8"))
+
+LABEL_CODES: dict[str, dict[str, list[str]]] = codes_by_name(_METADATA, "segmentation")
+"""Segment codes of each label name of the bundle's segmentation tasks (from metadata.json)."""
 
 CLASS_CODES: dict[str, list[str]] = {
-    # xray_classification: the predicted class is the value of a 'Classification' qualitative evaluation
-    "normal": ["17621005", "SCT", "Normal"],
-    "pneumonia": ["233604007", "SCT", "Pneumonia"],
+    name: entry["type"] for name, entry in codes_by_name(_METADATA, "classification").items()
 }
-"""The code of each class name of the bundle's classification task."""
+"""The code of each class name of the bundle's classification tasks (from metadata.json)."""
 
 SEGMENTATION_ALGORITHM_FAMILY = ["123110", "DCM", "Artificial Intelligence"]  # CID 7162
 VOLUME = ["118565006", "SCT", "Volume"]

@@ -11,10 +11,11 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage, generate_uid
 
+from monai_bundle.io.dicom import read_series
 from monai_bundle.io.errors import ImageReadError, read_errors
-from monai_bundle.io.files import write_bytes_atomic
+from monai_bundle.io.files import sha256_of, write_bytes_atomic
 
 MANUFACTURER = "MedImg"
 
@@ -52,9 +53,17 @@ class Algorithm:
 
     @classmethod
     def of(cls, value: Algorithm | Mapping[str, Any]) -> Algorithm:
-        """`value` itself, or an Algorithm from a mapping with these field names (e.g. from JSON)."""
+        """`value` itself, or an Algorithm from a mapping with these field names (e.g. from JSON or a config).
+
+        Instead of weights_sha256 the mapping may name the weight file, 'weights': its sha256 is taken (a config
+        names its checkpoint; the hash is computed only when a DICOM object is written).
+        """
         if isinstance(value, Algorithm):
             return value
+        value = dict(value)
+        weights = value.pop("weights", None)
+        if weights and not value.get("weights_sha256"):
+            value["weights_sha256"] = sha256_of(weights) if Path(weights).is_file() else ""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
@@ -103,6 +112,37 @@ def source_objects(source: Path, files: Sequence[Path]) -> list[Dataset]:
                 raise ImageReadError(source, f"{file.name}: no {keyword}: a derived object cannot reference it")
         reduced.append(out)
     return reduced
+
+
+def check_derived(path: str | Path, source: str | Path) -> Dataset:
+    """The header of the SEG or SR at `path`, checked to be one that references the series of the DICOM `source`.
+
+    What a resumed batch run asks of an existing result before it keeps it.
+
+    Raises:
+        ValueError: `path` is not a readable SEG or SR, or references another series.
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        first = read_series(source).planes[0].file
+        uid = pydicom.dcmread(first, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID
+        sop_class = ds.SOPClassUID
+        referenced = {item.SeriesInstanceUID for item in ds.get("ReferencedSeriesSequence", [])}
+        for evidence in ds.get("CurrentRequestedProcedureEvidenceSequence", []):
+            referenced |= {item.SeriesInstanceUID for item in evidence.get("ReferencedSeriesSequence", [])}
+    except (ImageReadError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    except Exception as error:  # pydicom's InvalidDicomError, a missing attribute: not a usable object
+        raise ValueError(f"{path}: not a readable DICOM SEG or SR ({type(error).__name__})") from None
+    if sop_class not in DERIVED_SOP_CLASSES:
+        raise ValueError(f"{path}: a {getattr(sop_class, 'name', sop_class)} object, not a SEG or SR")
+    if uid not in referenced:
+        raise ValueError(f"{path}: does not reference the series of {source}")
+    return ds
+
+
+DERIVED_SOP_CLASSES = (SegmentationStorage, Comprehensive3DSRStorage)
+"""What MedImg writes for a DICOM input: a Segmentation and a Comprehensive 3D SR."""
 
 
 def check_output(path: str | Path, source: str | Path) -> Path:

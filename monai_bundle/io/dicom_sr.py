@@ -149,6 +149,16 @@ def write_dicom_sr_classification(
     return _write_report([group], [image], algorithm, path, "classification")
 
 
+def read_volumes_ml(path: str | Path) -> dict[str, float]:
+    """Segment label -> volume (mL) of a volume report that `write_dicom_sr` wrote, as highdicom reads it back."""
+    report = hd.sr.srread(path)
+    volumes = {}
+    for group in report.content.get_volumetric_roi_measurement_groups():
+        for measurement in group.get_measurements(name=code(VOLUME)):
+            volumes[str(group.tracking_identifier)] = float(measurement.value)
+    return volumes
+
+
 def _segment_volumes_ml(seg: Dataset, affine: np.ndarray) -> dict[str, float]:
     """Each segment's voxel count in the SEG's frames times the source grid's voxel volume, by segment label."""
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from monai_bundle.io.dicom_derived import Algorithm
+from monai_bundle.io.dicom_seg import write_dicom_seg
+from monai_bundle.io.dicom_sr import write_dicom_sr
 from monai_bundle.io.geometry import GRID_TOLERANCE_MM
 from monai_bundle.io.radiograph import PICTURE_SUFFIXES
 from monai_bundle.io.registry import image_suffix, read_header, read_radiograph, write_image
@@ -18,6 +23,16 @@ logger = logging.getLogger(__name__)
 
 
 INPUT_KINDS = ("volume", "radiograph")
+
+
+OUTPUT_FORMATS = ("nifti", "dicom", "both")
+"""What a segmentation is written as. 'nifti': a label map in the input's format (a DICOM input's as NIfTI);
+'dicom': a DICOM SEG and its SR volume report (DICOM inputs only); 'both': the label map, and for a DICOM input the
+SEG and SR too."""
+
+
+SR_POSTFIX = "sr"
+"""A DICOM input's SR report is `<case>_sr.dcm`."""
 
 
 def source_path(item) -> str:
@@ -47,6 +62,37 @@ def output_path(source: str, output_dir: str, postfix: str, ext: str | None) -> 
     return Path(output_dir) / f"{case_name(source)}_{postfix}{suffix}"
 
 
+def is_dicom(source: str) -> bool:
+    """Whether an input is DICOM (a series folder or a DICOM file)."""
+    return image_suffix(source) == "dicom"
+
+
+def dicom_result_paths(source: str, output_dir: str, postfix: str) -> dict[str, Path]:
+    """{'seg': <case>_<postfix>.dcm, 'sr': <case>_sr.dcm} in `output_dir`: a DICOM input's derived objects."""
+    case = case_name(source)
+    return {"seg": Path(output_dir) / f"{case}_{postfix}.dcm", "sr": Path(output_dir) / f"{case}_{SR_POSTFIX}.dcm"}
+
+
+def output_paths(
+    source: str, output_dir: str, postfix: str, ext: str | None, output_format: str = "nifti"
+) -> list[Path]:
+    """The files a result of `source` is written as, the label map first (see OUTPUT_FORMATS).
+
+    Raises:
+        ValueError: an unknown format, or 'dicom' for an input that is not DICOM (one line naming it).
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
+    label_map = [output_path(source, output_dir, postfix, ext)] if output_format != "dicom" else []
+    if output_format == "nifti" or (output_format == "both" and not is_dicom(source)):
+        return label_map
+    if not is_dicom(source):
+        raise ValueError(
+            f"{source}: output format 'dicom' (SEG and SR) needs a DICOM input; use 'nifti' or 'both' for this one"
+        )
+    return [*label_map, *dicom_result_paths(source, output_dir, postfix).values()]
+
+
 class SaveOnInputGridd(MapTransform):
     """Write each key's array on the grid of the image it came from, reusing that file's header.
 
@@ -56,15 +102,25 @@ class SaveOnInputGridd(MapTransform):
     Writing is atomic: a temp file renamed into place. With `output_dir_key`, an item that carries
     that key is written to the folder it names instead of `output_dir` (batch runs mirror input folders).
     `input_kind="radiograph"` checks the grid the way radiographs are read (`read_radiograph`).
+    `output_format` "dicom" or "both" writes a label map of a DICOM input as a DICOM SEG (one segment per label,
+    with its codes and the algorithm) and an SR (TID 1500) of each segment's volume, referencing SEG and source;
+    a failure leaves none of the files of that result.
 
     Args:
-        keys: keys of the channel-first predictions to write; each item gets `<key>_path`, the file written.
+        keys: keys of the channel-first predictions to write; each item gets `<key>_path`, the first file written,
+            and `<key>_paths`, all of them (label map, SEG, SR); `<key>_sr_path` where an SR was written.
         output_dir: folder of the written files.
         output_postfix: the written file is `<case>_<output_postfix><ext>`.
         output_ext: suffix of the written files; None: the source's (.mhd, .nhdr: .mha, .nrrd; DICOM: .nii.gz).
         output_dtype: voxel type written (the array is cast to it).
         output_dir_key: key of an item's own output folder, used instead of `output_dir` when present.
         input_kind: one of `INPUT_KINDS`: how the source is read to check the grid ('volume' or 'radiograph').
+        output_format: one of `OUTPUT_FORMATS`.
+        class_names: label names by value, background first (needed for DICOM: the SEG's segments).
+        label_codes: label name -> its codes ({'category', 'type', 'modifier'}: [value, scheme, meaning]), e.g.
+            `dicom_codes.task_codes(metadata, task)`; labels without get dicom_codes.LABEL_CODES's.
+        algorithm: what made the labels, for DICOM: `dicom_derived.Algorithm` or a mapping of its fields (or
+            'weights', the weight file, instead of weights_sha256).
         allow_missing_keys: don't raise for keys missing from an item.
     """
 
@@ -77,11 +133,23 @@ class SaveOnInputGridd(MapTransform):
         output_dtype: str = "uint8",
         output_dir_key: str | None = None,
         input_kind: str = "volume",
+        output_format: str = "nifti",
+        class_names: Sequence[str] | None = None,
+        label_codes: Mapping[str, Mapping[str, Any]] | None = None,
+        algorithm: Algorithm | Mapping[str, Any] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}")
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
+        if output_format != "nifti" and (class_names is None or algorithm is None):
+            raise ValueError(f"output_format {output_format!r} needs class_names and algorithm (for the DICOM SEG)")
+        self.output_format = output_format
+        self.class_names = list(class_names or [])
+        self.label_codes = dict(label_codes or {})
+        self._algorithm = algorithm
         self.input_kind = input_kind
         self.output_dir = output_dir
         self.output_postfix = output_postfix
@@ -93,21 +161,60 @@ class SaveOnInputGridd(MapTransform):
         d = dict(data)
         output_dir = d.get(self.output_dir_key, self.output_dir) if self.output_dir_key else self.output_dir
         for key in self.key_iterator(d):
-            d[f"{key}_path"] = str(self.save(d[key], output_dir))
+            paths = self.save(d[key], output_dir)
+            d[f"{key}_path"], d[f"{key}_paths"] = str(paths[0]), [str(path) for path in paths]
+            if len(paths) > 1:  # SEG and SR written: the SR is last
+                d[f"{key}_sr_path"] = str(paths[-1])
         return d
 
-    def save(self, item, output_dir: str | None = None) -> Path:
-        """Write one channel-first prediction on its source's grid (in `output_dir`, default self.output_dir)."""
+    def save(self, item, output_dir: str | None = None) -> list[Path]:
+        """Write one channel-first prediction on its source's grid (in `output_dir`, default self.output_dir).
+
+        Returns the files written (see `output_paths`): the label map first, then a DICOM input's SEG and SR.
+        """
         source = source_path(item)
         array = np.asarray(item.detach().cpu() if hasattr(item, "detach") else item)
         if array.ndim in (3, 4) and array.shape[0] == 1:
             array = array[0]
         affine = np.asarray(item.meta["affine"], dtype=np.float64)
+        targets = output_paths(
+            source, output_dir or self.output_dir, self.output_postfix, self.output_ext, self.output_format
+        )
         check_same_grid(source, array.shape, affine, self.input_kind)
-        target = output_path(source, output_dir or self.output_dir, self.output_postfix, self.output_ext)
-        write_image(array.astype(self.output_dtype), affine, target, reference=_header_source(source))
-        logger.info("wrote %s", target)
-        return target
+        array = array.astype(self.output_dtype)
+        written: list[Path] = []
+        try:
+            if self.output_format != "dicom":
+                write_image(array, affine, targets[0], reference=_header_source(source))
+                written.append(targets[0])
+            if len(targets) > 1:
+                seg_path, sr_path = targets[-2:]
+                algorithm = self.algorithm()
+                seg = write_dicom_seg(array, affine, source, self._dicom_labels(), algorithm, seg_path)
+                written.append(seg_path)
+                write_dicom_sr(seg, source, algorithm, sr_path)
+                written.append(sr_path)
+        except BaseException:
+            for path in written:  # no result is left half made of its files
+                path.unlink(missing_ok=True)
+            raise
+        for target in written:
+            logger.info("wrote %s", target)
+        return written
+
+    def algorithm(self) -> Algorithm:
+        """The algorithm DICOM results name (a weight file's sha256 is computed on first use)."""
+        if not isinstance(self._algorithm, Algorithm):
+            self._algorithm = Algorithm.of(self._algorithm or {})
+        return self._algorithm
+
+    def _dicom_labels(self) -> dict[int, dict[str, Any]]:
+        """Label value -> {'name', codes} of every foreground label, for the SEG's segments."""
+        return {
+            value: {**self.label_codes.get(name, {}), "name": name}
+            for value, name in enumerate(self.class_names)
+            if value > 0
+        }
 
 
 def source_grid(source: str, input_kind: str = "volume") -> tuple[tuple[int, ...], np.ndarray]:

@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from dicom_edits import dciodvfy_errors, edited_copy, jitter, seg_segments
 
 from monai_bundle.apps import batch
 from monai_bundle.io import (
@@ -32,6 +33,7 @@ from monai_bundle.io import (
     registry,
     write_image,
 )
+from monai_bundle.io.dicom_sr import read_volumes_ml
 
 from conftest import REPO, run_cli
 from helpers import PHANTOM_CLASSES, TINY
@@ -382,3 +384,89 @@ def test_plan_mirrors_folders_and_refuses_output_name_clashes(tmp_path):
     ]
     assert [bool(c.problem) for c in cases] == [False, False, True]  # outputs inside the input folder are not inputs
     assert "is already the output of p2/ct.nhdr" in cases[2].problem
+
+
+# ---------------------------------------------------------------- DICOM SEG and SR out
+
+
+def _seg_and_sr_match_the_label_map(series: Path, out: Path, row: dict, stem: str) -> None:
+    """SEG and SR pass dciodvfy; the SEG decodes to the NIfTI label map voxel for voxel; SR volumes are the CSV's."""
+    seg, sr, label_map = out / f"{stem}_seg.dcm", out / f"{stem}_sr.dcm", out / f"{stem}_seg.nii.gz"
+    assert dciodvfy_errors(seg) == [] and dciodvfy_errors(sr) == []
+    expected = np.asarray(read_image(label_map, ndim=3).array)
+    assert expected.any()
+    np.testing.assert_array_equal(seg_segments(seg, series), expected)  # segment n is label n: all labels listed
+    volumes = read_volumes_ml(sr)
+    assert sorted(volumes) == sorted(PHANTOM_CLASSES[1:])
+    for name, ml in volumes.items():
+        assert ml == pytest.approx(float(row[f"volume_ml_{name}"]), abs=0.05), name  # the CSV rounds to 0.1 mL
+
+
+def test_dicom_series_get_seg_and_sr_beside_the_label_map_and_resume(phantom_dataset, options, tmp_path):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    series = edited_copy(_write_series(tmp_path / "ct"), inputs / "ct", jitter(0.08))
+    _copy_phantoms(phantom_dataset, inputs, ["a.nii.gz"])
+    before = _snapshot(inputs)
+    default = tmp_path / "default"
+    assert batch.main(["--input", str(inputs), "--output", str(default), *options]) == 0
+
+    assert batch.main(["--input", str(inputs), "--output", str(out), "--output-format", "both", *options]) == 0
+    report = _report(out)
+    assert report["ct"]["output"] == "ct_seg.nii.gz; ct_seg.dcm; ct_sr.dcm"
+    assert report["a.nii.gz"]["output"] == "a_seg.nii.gz"  # a NIfTI input: its label map only
+    assert "slice positions regularised" in report["ct"]["note"]
+    _seg_and_sr_match_the_label_map(series, out, report["ct"], "ct")
+    for name in ("ct_seg.nii.gz", "a_seg.nii.gz"):  # the label maps are the default run's
+        ours, theirs = read_image(out / name), read_image(default / name)
+        np.testing.assert_array_equal(ours.array, theirs.array)
+        np.testing.assert_array_equal(ours.affine, theirs.affine)
+    drop = {"output", "read_s", "infer_s", "write_s"}
+    assert [{k: v for k, v in row.items() if k not in drop} for row in _report(default).values()] == [
+        {k: v for k, v in row.items() if k not in drop} for row in report.values()
+    ]
+    assert _snapshot(inputs) == before  # nothing written into the input folder
+
+    assert batch.main(["--input", str(inputs), "--output", str(out), "--output-format", "both", *options]) == 0
+    assert {row["status"] for row in _report(out).values()} == {"skipped"}  # SEG and SR accepted as complete
+    (out / "ct_sr.dcm").write_bytes(b"not a report")
+    assert batch.main(["--input", str(inputs), "--output", str(out), "--output-format", "both", *options]) == 0
+    report = _report(out)
+    assert report["ct"]["status"] == "done" and "out of date or invalid" in report["ct"]["note"]
+    _seg_and_sr_match_the_label_map(series, out, report["ct"], "ct")
+
+
+def test_dicom_only_output_fails_a_nifti_input_with_one_line_and_carries_on(phantom_dataset, options, tmp_path):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    series = _write_series(inputs / "ct")
+    _copy_phantoms(phantom_dataset, inputs, ["a.nii.gz"])
+    assert batch.main(["--input", str(inputs), "--output", str(out), "--output-format", "dicom", *options]) == 1
+    report = _report(out)
+    failed = report["a.nii.gz"]
+    assert failed["status"] == "failed" and failed["output"] == ""
+    assert failed["error"].startswith(f"{inputs / 'a.nii.gz'}: output format 'dicom'") and "\n" not in failed["error"]
+    assert report["ct"]["status"] == "done" and report["ct"]["output"] == "ct_seg.dcm; ct_sr.dcm"
+    assert {p.name for p in out.iterdir() if p.is_file()} == {"ct_seg.dcm", "ct_sr.dcm", "report.csv", "report.json"}
+    volumes = read_volumes_ml(out / "ct_sr.dcm")
+    assert {f"volume_ml_{k}": round(v, 1) for k, v in volumes.items()} == {
+        k: v for k, v in report["ct"].items() if k.startswith("volume_ml_")
+    }
+    segments = seg_segments(out / "ct_seg.dcm", series)
+    voxel_ml = abs(np.linalg.det(read_image(series).affine[:3, :3])) / 1000
+    assert {name: np.count_nonzero(segments == k) * voxel_ml for k, name in enumerate(PHANTOM_CLASSES) if k} == (
+        pytest.approx(volumes, abs=1e-3)
+    )
+    assert batch.main(["--input", str(inputs), "--output", str(out), "--output-format", "dicom", *options]) == 1
+    assert _report(out)["ct"]["status"] == "skipped"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_the_real_ct_series_gets_seg_and_sr_that_round_trip(options, tmp_path):
+    from monai_bundle.data import sample_data
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    series = edited_copy(Path(sample_data.fetch("ts_ct_dicom")), inputs / "ts_ct", jitter(0.08))
+    assert batch.main(["--input", str(inputs), "--output", str(out), "--output-format", "both", *options]) == 0
+    row = _report(out)["ts_ct"]
+    assert row["status"] == "done" and "slice positions regularised" in row["note"], row
+    _seg_and_sr_match_the_label_map(series, out, row, "ts_ct")

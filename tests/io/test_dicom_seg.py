@@ -9,7 +9,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicom_edits import dciodvfy_errors, edited_copy, enhanced_copy, jitter, tilt
+from dicom_edits import dciodvfy_errors, edited_copy, enhanced_copy, jitter, seg_segments, tilt
 
 from monai_bundle.io import ImageReadError, read_image
 from monai_bundle.io.dicom import read_series
@@ -37,17 +37,10 @@ def label_map(shape) -> np.ndarray:
 
 def decoded(path, source) -> np.ndarray:
     """The SEG at `path` read back with highdicom as label values [i, j, k] on the source series' slices."""
-    seg = hd.seg.segread(path)
-    planes = read_series(source).planes
-    lut = np.zeros(len(seg.SegmentSequence) + 1, np.uint8)
-    lut[1:] = sorted(LABELS)[: len(seg.SegmentSequence)]
-    if planes[0].frame is None:
-        uids = [pydicom.dcmread(p.file, stop_before_pixels=True).SOPInstanceUID for p in planes]
-        pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True)
-    else:
-        uid = pydicom.dcmread(planes[0].file, stop_before_pixels=True).SOPInstanceUID
-        pixels = seg.get_pixels_by_source_frame(uid, [p.frame + 1 for p in planes], combine_segments=True)
-    return lut[pixels].transpose(2, 1, 0)
+    segments = seg_segments(path, source)
+    lut = np.zeros(len(pydicom.dcmread(path, stop_before_pixels=True).SegmentSequence) + 1, np.uint8)
+    lut[1:] = sorted(LABELS)[: len(lut) - 1]
+    return lut[segments]
 
 
 def frame_positions_are_the_sources(path, source) -> None:

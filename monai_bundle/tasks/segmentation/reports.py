@@ -15,6 +15,7 @@ from monai_bundle.io import (
     read_image,
     write_text_atomic,
 )
+from monai_bundle.io.dicom_sr import read_volumes_ml
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,13 @@ def label_volumes_ml(label_path: str | Path, class_names: list[str]) -> dict[str
 
 
 def segmentation_results(item: dict, class_names: list[str]) -> dict[str, float]:
-    """`volume_ml_<label>` of every foreground label, from the written label map (0.0 where absent)."""
-    volumes = label_volumes_ml(item["pred_path"], class_names)
+    """`volume_ml_<label>` of every foreground label (0.0 where absent).
+
+    From the written label map; where only DICOM was written (a SEG, `pred_path`, and its SR, `pred_sr_path`), from
+    the SR's volumes, rounded as the label map's are.
+    """
+    if item.get("pred_sr_path") and Path(item["pred_path"]).suffix == ".dcm":
+        volumes = {name: round(ml, 1) for name, ml in read_volumes_ml(item["pred_sr_path"]).items() if ml}
+    else:
+        volumes = label_volumes_ml(item["pred_path"], class_names)
     return {f"volume_ml_{name}": volumes.get(name, 0.0) for name in class_names[1:]}

@@ -7,14 +7,23 @@ import io
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from monai_bundle.io import write_text_atomic
+from monai_bundle.io import (
+    OUTPUT_FORMATS,
+    dicom_result_paths,
+    is_dicom,
+    output_paths,
+    write_dicom_sr_classification,
+    write_text_atomic,
+)
+from monai_bundle.io.dicom_derived import Algorithm
 from monai_bundle.tasks.xray_classification.metrics import (
     binary_metrics,
     roc_curve,
@@ -137,19 +146,58 @@ def prediction_table(rows: Sequence[dict], class_names: Sequence[str], threshold
 class PredictionWriter(_PredictionCollector):
     """Inference handler: writes `predictions.csv` (file, probability, predicted class, threshold, heat map).
 
+    With `output_format` "dicom" or "both", each DICOM image also gets `<case>_sr.dcm` beside the CSV: a TID 1500
+    report of the probability of the positive class and the predicted class (`write_dicom_sr_classification`).
+    "dicom" refuses an image that is not DICOM, with one line naming it, before anything is written.
+
     Args:
         output_dir: folder of `predictions.csv`.
         class_names: class names (negative, positive); the predicted class is named by them.
         threshold: decision threshold: positive where the probability is at least this.
+        output_format: 'nifti' (predictions.csv only), 'dicom' or 'both' (see transforms.OUTPUT_FORMATS).
+        label_codes: class name -> {'type': [value, scheme, meaning]} (`dicom_codes.task_codes`); classes without
+            get dicom_codes.CLASS_CODES's.
+        algorithm: what classified the images (a `dicom_derived.Algorithm` or a mapping of its fields, or
+            'weights' instead of weights_sha256); the threshold is added to its parameters.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], threshold: float) -> None:
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        class_names: Sequence[str],
+        threshold: float,
+        output_format: str = "nifti",
+        label_codes: Mapping[str, Mapping[str, Any]] | None = None,
+        algorithm: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.output_dir, self.class_names, self.threshold = Path(output_dir), list(class_names), float(threshold)
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
+        if output_format != "nifti" and algorithm is None:
+            raise ValueError(f"output_format {output_format!r} needs the algorithm (for the DICOM SR)")
+        self.output_format = output_format
+        self.class_codes = {name: entry["type"] for name, entry in (label_codes or {}).items() if "type" in entry}
+        self.algorithm = algorithm
 
     def epoch_completed(self, engine) -> None:
         path = self.output_dir / "predictions.csv"
+        reports = self._dicom_reports()
         write_text_atomic(path, prediction_table(self.rows, self.class_names, self.threshold))
+        if reports:
+            algorithm = Algorithm.of(self.algorithm)
+            algorithm = replace(algorithm, parameters={**algorithm.parameters, "threshold": f"{self.threshold:.6f}"})
+        for row, report in reports:
+            write_dicom_sr_classification(
+                row["file"],
+                algorithm,
+                report,
+                probability=row["probability"],
+                finding=self.class_names[1],
+                predicted_class=self.class_names[int(row["probability"] >= self.threshold)],
+                class_codes=self.class_codes,
+            )
+            logger.info("wrote %s", report)
         positives = sum(row["probability"] >= self.threshold for row in self.rows)
         logger.info(
             "%d image(s): %d %s, threshold %.3f -> %s",
@@ -159,6 +207,18 @@ class PredictionWriter(_PredictionCollector):
             self.threshold,
             path,
         )
+
+    def _dicom_reports(self) -> list[tuple[dict, Path]]:
+        """(row, SR path) of every DICOM image to report on; refuses a non-DICOM image under 'dicom'."""
+        if self.output_format == "nifti":
+            return []
+        reports = []
+        for row in self.rows:
+            if is_dicom(row["file"]):
+                reports.append((row, dicom_result_paths(row["file"], str(self.output_dir), "")["sr"]))
+            elif self.output_format == "dicom":
+                output_paths(row["file"], str(self.output_dir), "", None, self.output_format)  # its one-line error
+        return reports
 
 
 class ClassificationReport(PredictionWriter):

@@ -1,4 +1,5 @@
-"""Helpers of the DICOM tests: edited copies of a series (jitter, gaps, tilt), enhanced multi-frame copies, dciodvfy."""
+"""Helpers of the DICOM tests: edited copies of a series (jitter, gaps, tilt), enhanced multi-frame copies, SEG
+decoding, dciodvfy."""
 
 from __future__ import annotations
 
@@ -85,3 +86,19 @@ def dciodvfy_errors(path: Path) -> list[str]:
     result = subprocess.run([binary, os.fspath(path)], capture_output=True, text=True, timeout=300)
     lines = (result.stdout + result.stderr).splitlines()
     return [line for line in lines if line.startswith("Error")]
+
+
+def seg_segments(path: Path, source: Path) -> np.ndarray:
+    """The segment number of each voxel [i, j, k] of the source series' grid, as highdicom decodes the SEG at `path`
+    (0 outside every segment)."""
+    from monai_bundle.io.dicom import read_series
+
+    seg = hd.seg.segread(path)
+    planes = read_series(source).planes
+    if planes[0].frame is None:
+        uids = [pydicom.dcmread(p.file, stop_before_pixels=True).SOPInstanceUID for p in planes]
+        pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True)
+    else:
+        uid = pydicom.dcmread(planes[0].file, stop_before_pixels=True).SOPInstanceUID
+        pixels = seg.get_pixels_by_source_frame(uid, [p.frame + 1 for p in planes], combine_segments=True)
+    return np.asarray(pixels).transpose(2, 1, 0)
