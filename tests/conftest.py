@@ -29,14 +29,19 @@ def run_cli(args: list[str], cwd: Path = REPO, timeout: float = 900, **env: str)
     return result
 
 
-def bundle_run(config_files: list[str], **overrides) -> subprocess.CompletedProcess:
-    """`python -m monai.bundle run --config_file ... --key value ...` as users type it."""
+def bundle_args(config_files, **overrides) -> list[str]:
+    """`python -m monai.bundle run --config_file ... --key value ...` as users type it, as a list of arguments."""
     files = [str(CONFIGS / name) for name in config_files]
     config_arg = files[0] if len(files) == 1 else repr(files)
     args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg]
     for key, value in overrides.items():
         args += [f"--{key}", str(value)]
-    return run_cli(args)
+    return args
+
+
+def bundle_run(config_files, **overrides) -> subprocess.CompletedProcess:
+    """Run `bundle_args(...)` in a child process; fail the test with its output on error."""
+    return run_cli(bundle_args(config_files, **overrides))
 
 
 @pytest.fixture(scope="session")

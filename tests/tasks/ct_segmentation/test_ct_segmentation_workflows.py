@@ -14,7 +14,7 @@ import torch
 from monai_bundle.apps import runner
 from monai_bundle.io import sha256_of
 
-from conftest import CONFIGS, REPO, bundle_run, run_cli
+from conftest import CONFIGS, REPO, bundle_args, bundle_run, run_cli
 from helpers import PHANTOM_CLASSES, TINY
 
 
@@ -193,31 +193,10 @@ def test_inference_keeps_oblique_and_flipped_geometry(trained_phantom_model, pha
 def test_multi_process_training_with_torchrun(phantom_dataset, tmp_path):
     """Two DDP processes on CPU (gloo) train one epoch and save a checkpoint that loads into the plain network."""
     out = tmp_path / "ddp"
-    files = [str(CONFIGS / name) for name in ("inference.json", "train.json", "multi_gpu_train.json")]
-    run_cli(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_port=29533",
-            "-m",
-            "monai.bundle",
-            "run",
-            "--config_file",
-            repr(files),
-            "--dataset_dir",
-            str(phantom_dataset),
-            "--output_dir",
-            str(out),
-            "--max_epochs",
-            "2",
-            "--val_interval",
-            "1",
-            *[str(x) for pair in TINY.items() for x in (f"--{pair[0]}", pair[1])],
-        ],
-        OMP_NUM_THREADS="1",
-    )
+    workflow = ("inference.json", "train.json", "multi_gpu_train.json")
+    command = bundle_args(workflow, dataset_dir=phantom_dataset, output_dir=out, max_epochs=2, val_interval=1, **TINY)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run_cli([*torchrun, *command[1:]], OMP_NUM_THREADS="1")
     state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in state)
 
@@ -258,22 +237,9 @@ def test_inference_carries_on_past_a_bad_file_and_exits_nonzero(trained_phantom_
     inputs.mkdir()
     shutil.copy(sorted((phantom_dataset / "imagesTr").iterdir())[0], inputs / "good.nii.gz")
     (inputs / "broken.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
-    args = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(CONFIGS / "inference.json"),
-        "--dataset_dir",
-        str(inputs),
-        "--output_dir",
-        str(tmp_path / "out"),
-        "--checkpoint",
-        str(checkpoint),
-    ]
-    for key, value in TINY.items():
-        args += [f"--{key}", str(value)]
+    args = bundle_args(
+        ["inference.json"], dataset_dir=inputs, output_dir=tmp_path / "out", checkpoint=checkpoint, **TINY
+    )
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert "broken.nii.gz" in result.stderr and "1 input(s) could not be read" in result.stderr

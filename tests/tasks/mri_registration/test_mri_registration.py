@@ -17,7 +17,7 @@ from monai_bundle.engines import Pix2PixTrainer
 from monai_bundle.io import read_header, write_displacement_field, write_image
 from monai_bundle.tasks import mri_registration as reg
 
-from conftest import CONFIGS, REPO, bundle_run
+from conftest import REPO, bundle_args, bundle_run
 
 
 def _textured_slices(n: int, seed: int, size: int = 48) -> dict[str, np.ndarray]:
@@ -128,20 +128,7 @@ def test_bad_input_file_gives_one_line_naming_it(tmp_path):
     write_image(np.zeros((16, 16), np.float32), np.eye(4), fixed)
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not an image")
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(CONFIGS / "mri_registration_inference.json"),
-        "--moving",
-        str(broken),
-        "--fixed",
-        str(fixed),
-        "--output_dir",
-        str(tmp_path / "out"),
-    ]
+    command = bundle_args(["mri_registration_inference.json"], moving=broken, fixed=fixed, output_dir=tmp_path / "out")
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]

@@ -6,7 +6,6 @@ import csv
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from monai_bundle.apps import runner
 from monai_bundle.io import read_image, read_radiograph
 
-from conftest import CONFIGS, REPO, bundle_run
+from conftest import REPO, bundle_args, bundle_run
 
 TINY = {"image_size": 64, "batch_size": 32, "num_workers": 0}
 LEARNING = {  # per network: enough steps to learn the set below; augmentation off to keep it short
@@ -85,31 +84,17 @@ def test_finetune_from_trained_weights_with_few_labels(trained_xray, xray_set, t
         "xray_classification_train.json",
         "xray_classification_finetune.json",
     )
-    files = [str(CONFIGS / config) for config in workflow]
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        repr(files),
-        "--dataset_dir",
-        str(xray_set),
-        "--output_dir",
-        str(tmp_path),
-        "--pretrained_weights",
-        str(checkpoint),
-        "--network_name",
-        name,
-        "--label_fraction",
-        "0.2",
-        "--freeze_features",
-        "True",
-        "--max_epochs",
-        "2",
-    ]
-    for key, value in TINY.items():
-        command += [f"--{key}", str(value)]
+    command = bundle_args(
+        workflow,
+        dataset_dir=xray_set,
+        output_dir=tmp_path,
+        pretrained_weights=checkpoint,
+        network_name=name,
+        label_fraction=0.2,
+        freeze_features=True,
+        max_epochs=2,
+        **TINY,
+    )
     subprocess.run(command, check=True, cwd=REPO, capture_output=True)
     report = json.loads((tmp_path / "transfer_report.json").read_text())
     assert report["loaded"] == 8 and not report["skipped"] and not report["not_in_weights"]
