@@ -13,6 +13,20 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "monai_bundle" / "configs"
 
 
+def _share_cores_between_workers() -> None:
+    """Under pytest-xdist (`-n N`), give each worker and its child processes cpu_count // N threads.
+
+    Torch's default (one thread per core in every process) makes N workers fight over the cores; set
+    before anything imports torch, and inherited by every child process a test starts.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+_share_cores_between_workers()
+
+
 def run_cli(args: list[str], cwd: Path = REPO, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
     """Run a real child process (the same Python), capture its output, and fail the test with it on error."""
     child_env = {

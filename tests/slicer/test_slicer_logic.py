@@ -264,7 +264,11 @@ def test_cancel_ends_the_child_and_its_children_within_two_seconds(tmp_path):
     assert time.monotonic() - started < 0.2  # never blocks the GUI
     process.wait(2.0)
     assert time.monotonic() - started < 2.0 and process.returncode is not None
-    assert process.events()[-1].stage == "exited"
+    events = []  # the reader thread reports 'exited' once the pipe closes, a moment after the process ends
+    while not events or events[-1].stage != "exited":
+        assert time.monotonic() - started < 2.0, f"no 'exited' event within two seconds: {events}"
+        events += process.events()
+        time.sleep(0.01)
     time.sleep(0.1)
     assert not _alive(grandchild)
 

@@ -33,7 +33,7 @@ def xray_set(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session", params=["seed_cnn", "densenet121"])
+@pytest.fixture(scope="session", params=["seed_cnn", pytest.param("densenet121", marks=pytest.mark.slow)])
 def trained_xray(request, xray_set, tmp_path_factory) -> tuple[str, Path]:
     name = request.param
     out = tmp_path_factory.mktemp(f"xray-{name}")
