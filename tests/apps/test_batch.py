@@ -40,11 +40,16 @@ from helpers import PHANTOM_CLASSES, TINY
 from helpers import write_dicom_series as _write_series
 from helpers import write_dicom_slice as _write_slice
 
+INFERENCE_KEYS = set(json.loads((REPO / "monai_bundle" / "configs" / "inference.json").read_text()))
+TINY_INFERENCE = {key: value for key, value in TINY.items() if key.split("#")[0] in INFERENCE_KEYS}
+"""TINY's overrides that the inference config has (the others are training keys: an unknown key is refused)."""
+
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """Randomly initialised weights of the TINY network, built from the inference config itself."""
-    pipeline = batch.Pipeline("ct_segmentation", {key: batch.runner._literal(str(v)) for key, v in TINY.items()})
+    overrides = {key: batch.runner._literal(str(v)) for key, v in TINY_INFERENCE.items()}
+    pipeline = batch.Pipeline("ct_segmentation", overrides)
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     torch.save(pipeline.parser.get_parsed_content("network_def").state_dict(), path)
@@ -54,7 +59,8 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def options(tiny_checkpoint) -> list[str]:
     """Command-line options every run here shares: the tiny network and its weights, no progress bar."""
-    return ["--checkpoint", str(tiny_checkpoint), "--quiet", *[x for k, v in TINY.items() for x in (f"--{k}", str(v))]]
+    tiny = [x for k, v in TINY_INFERENCE.items() for x in (f"--{k}", str(v))]
+    return ["--checkpoint", str(tiny_checkpoint), "--quiet", *tiny]
 
 
 def _phantoms(phantom_dataset: Path) -> list[Path]:
@@ -208,9 +214,11 @@ def test_bad_inputs_get_one_line_each_and_good_ones_valid_outputs(
         assert row["status"] == "failed" and row["output"] == "", row
         assert row["error"].startswith(f"{inputs / rel}: ") and problem in row["error"], row
         assert "\n" not in row["error"] and "Traceback" not in row["error"]
-    # nothing partial: exactly the good outputs, the reports and the resume journal
+    # nothing partial: exactly the good outputs (each with its quality flag), the reports and the resume journal
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert written == {*good_inputs.values(), "report.csv", "report.json", ".medimg-batch/journal.jsonl"}
+    flags = {out_rel.split("_seg.")[0] + "_quality.json" for out_rel in good_inputs.values()}
+    assert written == {*good_inputs.values(), *flags, "report.csv", "report.json", ".medimg-batch/journal.jsonl"}
+    assert all(report[rel]["quality"] in ("ok", "review") for rel in good_inputs)
     assert _leftovers(out) == []
     assert _snapshot(inputs) == before  # inputs are never modified
     stdout = capsys.readouterr().out
@@ -445,7 +453,8 @@ def test_dicom_only_output_fails_a_nifti_input_with_one_line_and_carries_on(phan
     assert failed["status"] == "failed" and failed["output"] == ""
     assert failed["error"].startswith(f"{inputs / 'a.nii.gz'}: output format 'dicom'") and "\n" not in failed["error"]
     assert report["ct"]["status"] == "done" and report["ct"]["output"] == "ct_seg.dcm; ct_sr.dcm"
-    assert {p.name for p in out.iterdir() if p.is_file()} == {"ct_seg.dcm", "ct_sr.dcm", "report.csv", "report.json"}
+    written = {p.name for p in out.iterdir() if p.is_file()}
+    assert written == {"ct_seg.dcm", "ct_sr.dcm", "ct_quality.json", "report.csv", "report.json"}
     volumes = read_volumes_ml(out / "ct_sr.dcm")
     assert {f"volume_ml_{k}": round(v, 1) for k, v in volumes.items()} == {
         k: v for k, v in report["ct"].items() if k.startswith("volume_ml_")
@@ -470,3 +479,12 @@ def test_the_real_ct_series_gets_seg_and_sr_that_round_trip(options, tmp_path):
     row = _report(out)["ts_ct"]
     assert row["status"] == "done" and "slice positions regularised" in row["note"], row
     _seg_and_sr_match_the_label_map(series, out, row, "ts_ct")
+
+
+def test_a_key_the_config_lacks_is_refused_not_taken_as_an_override(tmp_path, capsys):
+    """`--config_file zoo.json` once ran the built-in task silently; now every unknown key stops the run (exit 2)."""
+    (tmp_path / "in").mkdir()
+    assert batch.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--config_file", "z"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("medimg-batch: unknown override --config_file: ") and line.endswith("has no such key")
+    assert not (tmp_path / "out").exists()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from MedImgAnalysisLib.process import parse_line
 
 DEFAULT_SEGMENTATION_TASK = "ct_segmentation"
 
@@ -117,11 +120,20 @@ class BundleError(ValueError):
     """A folder that is not a MONAI bundle this module can run; str() is one line."""
 
 
-def other_bundle_task(folder: Path, known_codes: dict[str, dict[str, list[str]]] | None = None) -> Task:
+def other_bundle_task(
+    folder: Path,
+    known_codes: dict[str, dict[str, list[str]]] | None = None,
+    python: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> Task:
     """Describe another MONAI bundle (e.g. a Model Zoo segmentation bundle) that takes an image, returns a label map.
 
-    Its metadata.json must describe one input of type image and one output of type image with format
-    segmentation (the Model Zoo's network_data_format), and it must have configs/inference.json or .yaml.
+    Its metadata.json must describe one input of type image, of one channel, and one output of type image with
+    format segmentation (the Model Zoo's network_data_format), and it must have configs/inference.json or .yaml.
+    With `python` (the analysis child's interpreter, `env` its environment) the bundle engine checks it as a run
+    would (`python -m monai_bundle.apps.analysis --bundle DIR --check`: packages, label values its postprocessing
+    writes, data files, weights present and fitting) and its labels are the values that check reads.
     `known_codes`: standard codes by label name (`codes_by_name`), given to its labels of those names.
     """
     folder = Path(folder)
@@ -141,9 +153,17 @@ def other_bundle_task(folder: Path, known_codes: dict[str, dict[str, list[str]]]
     output = next(iter(outputs.values()), {}) if len(outputs) == 1 else {}
     if output.get("type") != "image" or output.get("format") != "segmentation":
         raise BundleError(f"{folder}: metadata does not describe a label map (segmentation) output")
+    image = next(iter(inputs.values()))
+    if int(image.get("num_channels", 1)) != 1:
+        raise BundleError(
+            f"{folder}: the network takes {image['num_channels']} input channels; the module feeds one volume, "
+            "so multi-channel bundles are not supported"
+        )
     channels = output.get("channel_def", {})
     labels = {int(k): v for k, v in channels.items() if str(k).isdigit() and int(k) > 0}
-    modality = next(iter(inputs.values())).get("modality", "")
+    if python is not None:
+        labels = {int(k): v for k, v in check_bundle(folder, python, env, timeout)["labels"].items()}
+    modality = image.get("modality", "")
     codes = {label: (known_codes or {})[name] for label, name in labels.items() if name in (known_codes or {})}
     return Task(
         meta.get("name", folder.name),
@@ -154,3 +174,20 @@ def other_bundle_task(folder: Path, known_codes: dict[str, dict[str, list[str]]]
         folder,
         codes=codes,
     )
+
+
+def check_bundle(folder: Path, python: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
+    """The bundle engine's check of `folder`, run in the analysis child's Python: its "checked" event's data
+    (name, labels by value, notes), or BundleError with the engine's one-line reason."""
+    command = [python, "-u", "-m", "monai_bundle.apps.analysis", "--bundle", str(folder), "--check"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BundleError(f"{folder}: the bundle check could not run ({error})") from None
+    events = [event for event in map(parse_line, result.stdout.splitlines()) if event.stage]
+    checked = next((event.data for event in events if event.stage == "checked"), None)
+    if checked is None:
+        failed = next((event.data.get("error") for event in events if event.stage == "failed"), None)
+        tail = " ".join(result.stderr.strip().splitlines()[-1:])
+        raise BundleError(failed or f"{folder}: the bundle check failed (exit {result.returncode}): {tail}")
+    return checked
