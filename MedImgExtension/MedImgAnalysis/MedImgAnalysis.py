@@ -1,8 +1,9 @@
 """MedImg Analysis: run a MedImg (or another MONAI) bundle task on a volume from inside 3D Slicer.
 
 Glue only: Slicer's GUI, scene and file I/O. What runs and how its results are read lives in
-MedImgAnalysisLib (importable and tested without Slicer); the work itself runs in a child Python
-process through monai_bundle.apps.analysis, the runner the scripts use.
+MedImgAnalysisLib (importable and tested without Slicer); the work itself runs in a warm worker, one
+child Python process per module session (monai_bundle.apps.worker: the bundle engine the scripts use),
+ended by Cancel, scene close, module cleanup or its own idle timeout, and restarted by the next Analyze.
 """
 
 import logging
@@ -26,7 +27,7 @@ from slicer.util import VTKObservationMixin
 
 from MedImgAnalysisLib import dependencies, environment, results, tasks
 from MedImgAnalysisLib.analysis import AnalysisRun
-from MedImgAnalysisLib.process import PythonNotFoundError, python_slicer
+from MedImgAnalysisLib.process import PythonNotFoundError, Worker, child_environment, python_slicer
 
 # qt-scripted-modules/ when installed, MedImgExtension/MedImgAnalysis/ in a source checkout
 MODULE_DIR = Path(__file__).resolve().parent
@@ -97,11 +98,15 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         if self.run is not None:
             self.run.cancel(block=True)
+        if self.logic is not None:
+            self.logic.closeWorker()
         self.timer.stop()
         self.removeObservers()
 
     def enter(self):
         self.initializeParameterNode()
+        if not self.unusable and not self.installing:
+            self.logic.prepareWorker(DEVICES.get(self._parameterNode.device))
 
     def exit(self):
         if self._parameterNode:
@@ -112,6 +117,7 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event):
         if self.run is not None:
             self.run.cancel()
+        self.logic.closeWorker()  # its memory back; the next Analyze starts a fresh one
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -164,11 +170,13 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.ui.inputsCollapsibleButton.enabled = not busy and not self.installing  # no edits mid-run
 
-    def showStatus(self, text, error=False):
+    def showStatus(self, text, error=False, warning=False):
         self.ui.statusLabel.text = text
-        self.ui.statusLabel.setStyleSheet("color: #c0392b" if error else "")
+        self.ui.statusLabel.setStyleSheet("color: #c0392b" if error else "color: #d35400" if warning else "")
         if error:
             logging.error(text)
+        elif warning:
+            logging.warning(text)
 
     def onAnalyzeButton(self):
         if self.run is not None and self.run.state in ("preparing", "running"):
@@ -228,8 +236,9 @@ class MedImgAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 try:
                     summary = self.logic.importResults(run, volumeNode)
                     run.finish()
-                    done = _("Done in {seconds:.1f} s: {summary}")
-                    self.showStatus(done.format(seconds=run.seconds, summary=summary))
+                    done = _("Done in {seconds:.1f} s: {summary}").format(seconds=run.seconds, summary=summary)
+                    warning = run.results.warning  # the model's quality flag says: do not trust this blindly
+                    self.showStatus(f"{done}. {warning}" if warning else done, warning=bool(warning))
                 except Exception as error:  # noqa: BLE001 - shown in the module, whatever failed while loading
                     logging.exception("loading the results failed")
                     run.finish(failed=f"could not load the results: {error}")
@@ -251,6 +260,7 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
         self.bundle = environment.locate_bundle(MODULE_DIR)
         self.tasks = tasks.builtin_tasks(self.bundle.metadata) if self.bundle else {}
         self.builtinTasks = dict(self.tasks)
+        self.worker = None  # the warm worker, started by the first analysis
 
     def getParameterNode(self):
         return MedImgAnalysisParameterNode(super().getParameterNode())
@@ -320,7 +330,7 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
 
     def startAnalysis(self, volumeNode, taskName, device=None):
         """Write the volume on its own grid (a parent transform is not applied: results get the same
-        parent, so they overlay exactly) and start the child process."""
+        parent, so they overlay exactly) and send it to the warm worker."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise ValueError(_("Select a volume with image data."))
         if self.bundle is None:
@@ -349,11 +359,34 @@ class MedImgAnalysisLogic(ScriptedLoadableModuleLogic):
             python = python_slicer()
         except PythonNotFoundError as error:
             raise ValueError(str(error)) from None
-        run = AnalysisRun(task, writeInput, python, device, self.bundle.package_parent, self.tempRoot())
+        if self.worker is None or self.worker.python != python:
+            self.worker = Worker(python)
+        run = AnalysisRun(task, writeInput, python, device, self.bundle.package_parent, self.tempRoot(), self.worker)
         run.start()
         if run.state == "failed":
             raise ValueError(run.error)
         return run
+
+    def prepareWorker(self, device=None):
+        """Start the warm worker when the module is entered, so the first Analyze does not wait for it to
+        import PyTorch and MONAI; not before the Python packages are there (the first Analyze installs them)."""
+        if self.bundle is None or dependencies.missing():
+            return
+        try:
+            python = python_slicer()
+        except PythonNotFoundError:
+            return  # Analyze says so
+        if self.worker is None or self.worker.python != python:
+            self.worker = Worker(python)
+        try:
+            self.worker.start(child_environment(device, self.bundle.package_parent))
+        except OSError:
+            logging.exception("the MedImg worker could not be started ahead; Analyze will try again")
+
+    def closeWorker(self):
+        """Let the warm worker exit (scene close, module cleanup); the next analysis starts a new one."""
+        if self.worker is not None:
+            self.worker.close()
 
     def importResults(self, run, volumeNode):
         """Turn the run's outputs into nodes next to the input (same transform, same study); return a summary."""

@@ -1,4 +1,4 @@
-"""Inferers that wrap another MONAI inferer: mixed precision (autocast) and flip self-ensembles."""
+"""Inferers that wrap another MONAI inferer: mixed precision (autocast), flip self-ensembles, progress."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from itertools import combinations
 from typing import Any
 
 import torch
-from monai.inferers import Inferer
+from monai.data.utils import dense_patch_slices
+from monai.inferers import Inferer, SimpleInferer, SliceInferer, SlidingWindowInferer
+from monai.utils import ensure_tuple_rep, fall_back_tuple
 
 from monai_bundle.engines.precision import autocast_dtype, default_device
 
@@ -99,6 +101,69 @@ class FlipEnsembleInferer(Inferer):
             return total / len(self.flips)
 
         return self.inferer(inputs, averaged, *args, **kwargs)
+
+
+class ProgressInferer(Inferer):
+    """Run another MONAI inferer and tell `callback` what fraction of the network's work is done, after each call.
+
+    MONAI's sliding window shows its progress only as a tqdm bar on the console (`progress=True`); a
+    progress bar in another process needs the number. This counts the windows the network is given
+    (each call's batch size) against the number the wrapped inferers will give it (`network_windows`),
+    so the fraction is exact for sliding-window and slice inferers, flip ensembles and a plain pass.
+    When the total is unknown (another inferer) nothing is reported. Outputs are unchanged.
+
+    Args:
+        inferer: the MONAI inferer to wrap.
+        callback: called with the fraction done, in (0, 1]; None (default) reports nothing. It may be
+            set or replaced between calls (a warm worker points it at the request being served).
+    """
+
+    def __init__(self, inferer: Inferer, callback: Callable[[float], None] | None = None) -> None:
+        self.inferer = inferer
+        self.callback = callback
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        callback = self.callback
+        total = network_windows(self.inferer, inputs) if callback is not None else None
+        if not total:
+            return self.inferer(inputs, network, *args, **kwargs)
+        done = 0
+
+        def counted(batch: torch.Tensor, *a: Any, **k: Any) -> Any:
+            nonlocal done
+            outputs = network(batch, *a, **k)
+            done += batch.shape[0]
+            callback(min(done / total, 1.0))
+            return outputs
+
+        return self.inferer(inputs, counted, *args, **kwargs)
+
+
+def network_windows(inferer: Inferer, inputs: torch.Tensor) -> int | None:
+    """How many windows (network inputs, summed over its calls' batches) `inferer` gives the network for
+    `inputs`, or None when this is not known. Wrappers with an `inferer` attribute pass it through."""
+    if isinstance(inferer, FlipEnsembleInferer):
+        inner = network_windows(inferer.inferer, inputs)
+        return None if inner is None else inner * len(inferer.flips)
+    if isinstance(inferer, SlidingWindowInferer):
+        return inputs.shape[0] * _sliding_windows(inferer, tuple(inputs.shape[2:]))
+    if isinstance(inferer, SimpleInferer):
+        return inputs.shape[0]
+    inner = getattr(inferer, "inferer", None)
+    return network_windows(inner, inputs) if isinstance(inner, Inferer) else None
+
+
+def _sliding_windows(inferer: SlidingWindowInferer, image_size: tuple[int, ...]) -> int:
+    """Windows per image of a sliding-window (or slice) inferer, as `monai.inferers.sliding_window_inference`
+    lays them out: the image padded up to the ROI, steps of int(roi * (1 - overlap)) (at least 1)."""
+    roi = inferer.orig_roi_size if isinstance(inferer, SliceInferer) else inferer.roi_size
+    if isinstance(inferer, SliceInferer) and len(roi) == 2 and len(image_size) == 3:
+        roi = (*roi[: inferer.spatial_dim], 1, *roi[inferer.spatial_dim :])  # one slice along spatial_dim
+    roi = fall_back_tuple(roi, image_size)
+    size = [max(i, r) for i, r in zip(image_size, roi)]
+    overlap = ensure_tuple_rep(inferer.overlap, len(size))
+    steps = [r if r == s else max(int(r * (1 - o)), 1) for s, r, o in zip(size, roi, overlap)]
+    return len(dense_patch_slices(size, roi, steps))
 
 
 def _channels_last(ndim: int) -> torch.memory_format | None:

@@ -7,12 +7,15 @@ a DICOM input; codes per label are in dicom_codes (docs/dicom.md).
 Adding a file format: a module beside nifti.py (its header reader, data reader, writer or radiograph reader)
 and one `ImageFormat` entry in `registry.FORMATS`; read_image, write_image, find_images and the MONAI readers
 then know it. Errors are `ImageReadError` (errors.py); grids and LPS/RAS conversion are in geometry.py.
+
+The DICOM SEG and SR writers load on first use (`_LAZY`): they need highdicom and pydicom's code dictionary,
+half a second of imports that a run writing NIfTI does not need.
 """
+
+from importlib import import_module
 
 from .dicom import SLICE_JITTER_MM, SLICE_SPACING_RTOL
 from .dicom_codes import CLASS_CODES, LABEL_CODES
-from .dicom_seg import write_dicom_seg
-from .dicom_sr import write_dicom_sr, write_dicom_sr_classification
 from .errors import ImageReadError
 from .figures import (
     LABEL_COLOURS,
@@ -54,6 +57,20 @@ from .transforms import (
     source_grid,
     source_path,
 )
+
+_LAZY = {
+    "write_dicom_seg": "dicom_seg",
+    "write_dicom_sr": "dicom_sr",
+    "write_dicom_sr_classification": "dicom_sr",
+}
+"""Names exported from a module that is imported only when one of them is first used."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "png_bytes",

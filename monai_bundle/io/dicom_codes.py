@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
-
-from pydicom.sr.coding import Code
+from typing import TYPE_CHECKING, Any
 
 from monai_bundle import BUNDLE_ROOT
+
+if TYPE_CHECKING:  # pydicom.sr loads its whole code dictionary (0.4 s): only where a Code is made
+    from pydicom.sr.coding import Code
 
 
 def task_codes(metadata: Mapping[str, Any], task: str) -> dict[str, dict[str, list[str]]]:
@@ -59,6 +60,8 @@ IMAGING_PROCEDURE = ["363679005", "SCT", "Imaging procedure"]  # CID 100
 
 def code(entry: Code | list[str] | tuple[str, str, str]) -> Code:
     """A pydicom Code from [value, scheme, meaning] (a Code is returned as it is)."""
+    from pydicom.sr.coding import Code
+
     return entry if isinstance(entry, Code) else Code(*entry)
 
 

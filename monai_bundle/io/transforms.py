@@ -13,8 +13,6 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_bundle.io.dicom_derived import Algorithm
-from monai_bundle.io.dicom_seg import write_dicom_seg
-from monai_bundle.io.dicom_sr import write_dicom_sr
 from monai_bundle.io.geometry import GRID_TOLERANCE_MM
 from monai_bundle.io.radiograph import PICTURE_SUFFIXES
 from monai_bundle.io.registry import image_suffix, read_header, read_radiograph, write_image
@@ -188,6 +186,9 @@ class SaveOnInputGridd(MapTransform):
                 write_image(array, affine, targets[0], reference=_header_source(source))
                 written.append(targets[0])
             if len(targets) > 1:
+                from monai_bundle.io.dicom_seg import write_dicom_seg  # highdicom: only when DICOM is written
+                from monai_bundle.io.dicom_sr import write_dicom_sr
+
                 seg_path, sr_path = targets[-2:]
                 algorithm = self.algorithm()
                 seg = write_dicom_seg(array, affine, source, self._dicom_labels(), algorithm, seg_path)

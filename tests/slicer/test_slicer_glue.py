@@ -302,8 +302,10 @@ def test_a_real_segmentation_run_through_the_widget(monkeypatch, tmp_path):
     monkeypatch.setattr(module.dependencies, "missing", lambda *a: [])
     monkeypatch.setattr(module, "python_slicer", lambda: sys.executable)
     widget = make_widget(module)
+    widget.enter()  # opening the module starts the worker (device: Automatic), so a click does not wait for imports
+    prestarted = widget.logic.worker.process
+    assert prestarted.running
     widget._parameterNode.inputVolume = volume
-    widget._parameterNode.device = "CPU"
     widget.onInputChanged(volume)
     assert widget.ui.taskComboBox.currentData == "ct_segmentation"
     widget.onAnalyzeButton()
@@ -319,6 +321,10 @@ def test_a_real_segmentation_run_through_the_widget(monkeypatch, tmp_path):
     assert lungs in by_id["lungs_id"].called("SetTerminology")[0][0]
     assert set(by_id) == {f"{name}_id" for name in names[1:] if name != "aorta"}  # an absent label: no segment
     assert all(len(node.called("SetTerminology")) == 1 for node in by_id.values())
+    served = widget.run.process  # the worker started ahead served it, and stays up for the next click
+    assert served is prestarted and widget.logic.worker.running and widget.run.request_id == "1"
+    widget.onSceneStartClose(None, None)  # a scene close lets it exit by itself
+    assert served.wait(60) == 0 and not widget.logic.worker.running
 
 
 def test_a_colour_picture_can_be_picked_for_x_ray_classification_only(monkeypatch, tmp_path):

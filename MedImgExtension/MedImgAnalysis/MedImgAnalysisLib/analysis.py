@@ -1,4 +1,5 @@
-"""One Analyze click as a state machine the module polls: write the input, run the child, collect results."""
+"""One Analyze click as a state machine the module polls: write the input, run it (in the warm worker, or in a
+child process of its own), collect results."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 from MedImgAnalysisLib.process import (
     AnalysisProcess,
+    Event,
+    Worker,
     Workspace,
     analysis_command,
     child_environment,
@@ -17,6 +20,8 @@ from MedImgAnalysisLib.tasks import Task
 
 STATES = ("idle", "preparing", "running", "importing", "done", "cancelling", "cancelled", "failed")
 INPUT_NAME = "input"
+STARTING_STAGES = ("starting", "running")
+"""Stages a child reports before any real progress: until a later one, the bar is a busy indicator."""
 
 
 def input_file_name(task: Task) -> str:
@@ -26,8 +31,11 @@ def input_file_name(task: Task) -> str:
 
 
 class AnalysisRun:
-    """Write the input with `write_input(path)`, run the task in a child process, collect its outputs.
+    """Write the input with `write_input(path)`, run the task, collect its outputs.
 
+    With a `worker` the task runs as one request to that warm worker process (the module's way:
+    imports and networks stay loaded between clicks; cancel ends the worker, the next run starts a new
+    one); without, in a child process of its own (`python -m monai_bundle.apps.analysis`).
     `poll()` is called from a GUI timer; it never blocks. `state`, `fraction`, `log` and `error`
     say where the run is; `results` is set when state becomes 'importing' (the module then loads
     the outputs and calls `finish()`).
@@ -41,20 +49,27 @@ class AnalysisRun:
         device: str | None = None,
         bundle_package_parent: Path | None = None,
         temp_root: Path | None = None,
+        worker: Worker | None = None,
     ) -> None:
         self.task, self.write_input, self.python, self.device = task, write_input, python, device
-        self.bundle_package_parent, self.temp_root = bundle_package_parent, temp_root
+        self.bundle_package_parent, self.temp_root, self.worker = bundle_package_parent, temp_root, worker
+        self.request_id: str | None = None  # the worker's id of this run's request
         self.state, self.fraction, self.error = "idle", 0.0, ""
         self.log: list[str] = []
         self.results: Results | None = None
         self.workspace: Workspace | None = None
         self.process: AnalysisProcess | None = None
         self.started = self.seconds = 0.0
-        self.running_fractions = 0  # fractions the child reported while running: 1 means 'started', no more
+        self.progressed = False  # the child reported a fraction past its starting stages
 
     def command(self, input_path: Path, output_dir: Path) -> list[str]:
         task = self.task.name if self.task.bundle is None else None
         return analysis_command(self.python, input_path, output_dir, task, self.task.bundle, self.device)
+
+    def request(self, input_path: Path, output_dir: Path) -> dict:
+        """The worker request of this run: the same task, input, output folder and device as `command`."""
+        what = {"task": self.task.name} if self.task.bundle is None else {"bundle": str(self.task.bundle)}
+        return {**what, "input": str(input_path), "output_dir": str(output_dir), "device": self.device}
 
     def start(self) -> None:
         self.state, self.started = "preparing", time.monotonic()
@@ -65,13 +80,16 @@ class AnalysisRun:
         except Exception as error:  # noqa: BLE001 - shown to the user, whatever the writer raised
             self._fail(f"could not write the input volume: {error}")
             return
-        self.process = AnalysisProcess(
-            self.command(input_path, self.workspace.output_dir),
-            child_environment(self.device, self.bundle_package_parent),
-        )
-        self.log.append("$ " + " ".join(self.process.command))
+        env = child_environment(self.device, self.bundle_package_parent)
         try:
-            self.process.start()
+            if self.worker is not None:
+                request = self.request(input_path, self.workspace.output_dir)
+                self.process, self.request_id = self.worker.submit(request, env)
+                self.log.append(f"worker {self.process.process.pid} <- {request}")
+            else:
+                self.process = AnalysisProcess(self.command(input_path, self.workspace.output_dir), env)
+                self.log.append("$ " + " ".join(self.process.command))
+                self.process.start()
         except OSError as error:
             self._fail(f"could not start {self.python}: {error}")
             return
@@ -85,13 +103,18 @@ class AnalysisRun:
         for event in self.process.events():
             if event.log is not None:
                 lines.append(event.log)
-            elif event.stage == "failed":
+                continue
+            if self.request_id is not None and event.data.get("id") not in (None, self.request_id):
+                continue  # another request's (none is expected: one run at a time)
+            if event.stage == "failed":
                 self.error = event.data.get("error", "the analysis failed")
             elif event.fraction is not None:
                 self.fraction = max(self.fraction, float(event.fraction))
-                self.running_fractions += event.stage == "running"
+                self.progressed |= event.stage not in STARTING_STAGES
             if event.stage == "exited":
                 self._exited(event.data.get("returncode"))
+            elif self.request_id is not None and event.stage in ("done", "failed") and self.state == "running":
+                self._conclude(event, None)  # the worker answered; it stays up for the next run
         self.log.extend(lines)
         return lines
 
@@ -100,10 +123,16 @@ class AnalysisRun:
             self.state = "cancelled"
             self.finish()
             return
-        final = self.process.final if self.process else None
-        if returncode != 0 or final is None or final.stage != "done":
+        if self.state != "running":
+            return
+        self._conclude(None if self.request_id is not None else self.process.final, returncode)
+
+    def _conclude(self, final: Event | None, returncode: int | None) -> None:
+        """The run's answer (its 'done' or 'failed' event, None when there was none) and the child's exit code."""
+        if returncode not in (0, None) or final is None or final.stage != "done":
             tail = next((line for line in reversed(self.log) if line.strip()), "")
-            self._fail(self.error or f"the analysis process exited with code {returncode}: {tail}")
+            ended = "the analysis worker ended before answering" if self.request_id else "the analysis process exited"
+            self._fail(self.error or f"{ended} with code {returncode}: {tail}")
             return
         try:
             self.results = collect(self.task, final.data.get("outputs", []), self.bundle_package_parent)
@@ -115,9 +144,9 @@ class AnalysisRun:
 
     @property
     def percent(self) -> int | None:
-        """The progress bar's value, or None for a busy indicator: a child that reports no fraction while it
-        runs (one 'running' line, then 'done') would otherwise leave the bar at 10% for the whole run."""
-        if self.state in ("running", "cancelling") and self.running_fractions < 2:
+        """The progress bar's value, or None for a busy indicator until the child reports real progress (a stage
+        past STARTING_STAGES): one that starts and then says nothing would leave the bar at 10% for the whole run."""
+        if self.state in ("running", "cancelling") and not self.progressed:
             return None
         return int(100 * self.fraction)
 
@@ -126,7 +155,10 @@ class AnalysisRun:
         state is 'cancelling' until `poll()` sees the child exit (within about 2 s), then 'cancelled'."""
         if self.process is not None and self.state == "running":
             self.state = "cancelling"
-            self.process.cancel(block=block)
+            if self.worker is not None and self.worker.process is self.process:
+                self.worker.stop(block=block)  # the next run starts a fresh worker
+            else:
+                self.process.cancel(block=block)
             if not block:
                 return
         if self.state in ("cancelling", "preparing"):

@@ -1,4 +1,5 @@
-"""The child process that runs a bundle task: its command line, its progress events, cancel, temp files."""
+"""The child process that runs a bundle task: its command line, its progress events, cancel, temp files, and the
+warm worker (one long-lived child serving one request after another) that the module keeps per session."""
 
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ def analysis_command(
     if device:
         command += ["--device", device]
     return command
+
+
+WORKER_IDLE_TIMEOUT_S = 900
+"""A worker left idle this long ends itself and gives its memory back; the next Analyze starts a fresh one."""
+
+
+def worker_command(python: str, idle_timeout: float = WORKER_IDLE_TIMEOUT_S) -> list[str]:
+    """The warm worker's command line: `python -m monai_bundle.apps.worker` (requests on stdin, events on stdout)."""
+    return [python, "-u", "-m", "monai_bundle.apps.worker", "--idle-timeout", f"{idle_timeout:g}"]
 
 
 def child_environment(device: str | None, bundle_package_parent: Path | None = None) -> dict[str, str]:
@@ -113,10 +123,13 @@ class AnalysisProcess:
     The child starts in a new session (POSIX) or process group (Windows), so `cancel` ends it and
     everything it started (data-loader workers, torch helpers). Nothing here blocks the caller: the
     output is read and the process ended on daemon threads; the last event is always 'exited'.
+    With `requests`, the child's stdin is a pipe and `send` writes one JSON request per line (a worker).
     """
 
-    def __init__(self, command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.command, self.env, self.cwd = command, env, cwd
+    def __init__(
+        self, command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, requests: bool = False
+    ) -> None:
+        self.command, self.env, self.cwd, self.requests = command, env, cwd, requests
         self.process: subprocess.Popen | None = None
         self.queue: queue.Queue[Event] = queue.Queue()
         self.final: Event | None = None  # the 'done' or 'failed' event
@@ -125,6 +138,7 @@ class AnalysisProcess:
     def start(self) -> None:
         self.process = subprocess.Popen(
             self.command,
+            stdin=subprocess.PIPE if self.requests else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -149,6 +163,20 @@ class AnalysisProcess:
             self.queue.put(Event(log=f"could not read the analysis output: {error}"))
         finally:
             self.queue.put(Event(stage="exited", data={"returncode": self.process.wait()}))
+
+    def send(self, request: dict) -> None:
+        """One request line to the child's stdin; OSError (BrokenPipeError) when the child has ended."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+
+    def close_input(self) -> None:
+        """Close the child's stdin: a worker finishes what it is doing and exits on its own."""
+        if self.process is not None and self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass  # already gone
 
     def events(self) -> list[Event]:
         """Everything the child said since the last call."""
@@ -203,6 +231,79 @@ class AnalysisProcess:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:  # pragma: no cover - taskkill failed: the last resort
             self.process.kill()
+
+
+class Worker:
+    """The module's warm worker: started by the first request, reused by the next, replaced when it has ended.
+
+    It keeps torch, MONAI and the last networks loaded, so only the first Analyze of a session pays for
+    them. Cancel ends it (`stop`; a network pass cannot be interrupted sooner) and the next request starts
+    a new one; so does a crash or the worker's own idle timeout. A request with another environment
+    (e.g. CPU only: GPUs hidden) also gets a new worker. `close` lets it exit by itself (scene close, cleanup).
+
+    Args:
+        python: the interpreter that runs the worker (PythonSlicer in Slicer).
+        idle_timeout: seconds without a request after which the worker exits.
+    """
+
+    def __init__(self, python: str, idle_timeout: float = WORKER_IDLE_TIMEOUT_S) -> None:
+        self.python, self.idle_timeout = python, idle_timeout
+        self.process: AnalysisProcess | None = None
+        self.requests = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.running
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.process.pid if self.running else None
+
+    def start(self, env: dict[str, str] | None = None) -> AnalysisProcess:
+        """The running worker for `env`, started now if there is none (then its imports are done before the
+        first request arrives). Raises OSError when it cannot be started."""
+        if self.running and self.process.env != env:
+            self.close()
+        if not self.running:
+            self.process = AnalysisProcess(worker_command(self.python, self.idle_timeout), env, requests=True)
+            self.process.start()
+        return self.process
+
+    def submit(self, request: dict, env: dict[str, str] | None = None) -> tuple[AnalysisProcess, str]:
+        """Send `request` (with a new "id") to the worker, starting one if needed; the process and the request id.
+
+        Raises OSError when no worker can be started."""
+        self.requests += 1
+        request = {**request, "id": str(self.requests)}
+        try:
+            process = self.start(env)
+            process.send(request)
+        except OSError:  # it ended (idle timeout) between the check and the write: once more with a new one
+            self.stop(block=True)
+            process = self.start(env)
+            process.send(request)
+        return process, request["id"]
+
+    def stop(self, block: bool = False) -> None:
+        """End the worker at once (cancel): its whole process tree, as `AnalysisProcess.cancel` does."""
+        if self.process is not None:
+            self.process.cancel(block=block)
+        self.process = None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let the worker exit by itself (stdin closed); ended after `timeout` seconds if it is still busy."""
+        process, self.process = self.process, None
+        if process is None or not process.running:
+            return
+        process.close_input()
+
+        def end_if_busy() -> None:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.cancel(block=True)
+
+        threading.Thread(target=end_if_busy, daemon=True).start()
 
 
 def _kill_group_leftovers(group: int) -> None:
