@@ -197,6 +197,7 @@ def reference_stages(output_dir: Path) -> Stages:
     postprocess = Compose(
         [
             Activationsd("pred", softmax=True),
+            parser.get_parsed_content("anatomy_postprocessing"),  # the task's CT rules, on the network grid as ours
             Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
             AsDiscreted("pred", argmax=True),
             KeepLargestConnectedComponentd("pred", applied_labels=parser["largest_component_labels"], independent=True),
@@ -234,7 +235,9 @@ def our_stages(output_dir: Path, precision: str) -> Stages:
     pipeline = Pipeline("ct_segmentation", {"output_dir": str(output_dir), "precision": precision})
     pipeline.load()
     load, *preprocess = pipeline.preprocessing.transforms
-    *postprocess, save = pipeline.postprocessing.transforms
+    transforms = pipeline.postprocessing.transforms
+    first_save = next(i for i, t in enumerate(transforms) if type(t).__name__ == "SaveOnInputGridd")
+    postprocess, save = transforms[:first_save], Compose(transforms[first_save:])  # writing: the label map, its flag
     return Stages(
         f"ours ({precision})",
         load,

@@ -42,7 +42,18 @@ def brain_mask_dice(prediction: Path, mask: Path) -> float:
     return float(2 * np.sum(predicted & reference) / (np.sum(predicted) + np.sum(reference)))
 
 
-def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict:
+ANATOMY_STEPS = {
+    "none": "[]",
+    "body mask": "['@mask_outside_body']",
+    "lungs in air": "['@lungs_only_in_air']",
+    "heart only in the chest": "['@chest_only_organs']",
+    "body mask + lungs in air": "['@mask_outside_body','@lungs_only_in_air']",
+    "all three (shipped)": "['@mask_outside_body','@lungs_only_in_air','@chest_only_organs']",
+}
+"""The CT anatomy postprocessing steps measured alone and together (`anatomy_postprocessing#transforms`)."""
+
+
+def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path, **overrides) -> dict:
     """Held-out metrics: labelled test cases through evaluate.json; brain masks through inference.json."""
     spec = json.loads((dataset / "dataset.json").read_text())
     results = {}
@@ -55,6 +66,7 @@ def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path) ->
             eval_split="test",
             output_dir=work / "eval",
             checkpoint=checkpoint,
+            **overrides,
         )
         report = json.loads((work / "eval" / "report.json").read_text())
         results.update({"held_out_cases": [Path(c).name for c in report["cases"]], **report["metrics"]})
@@ -82,10 +94,21 @@ def training_fit(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict
     return json.loads((work / "fit" / "report.json").read_text())["metrics"]["mean_dice"]["per_label"]
 
 
+def anatomy_ablation(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict:
+    """Held-out Dice and HD95 per label with each combination of the CT anatomy postprocessing steps."""
+    out = {}
+    for name, steps in ANATOMY_STEPS.items():
+        metrics = evaluate_held_out(task, dataset, checkpoint, work, **{"anatomy_postprocessing#transforms": steps})
+        out[name] = {metric: metrics[metric]["per_label"] for metric in ("mean_dice", "hd95_mm")}
+    return out
+
+
 def re_evaluate(task: str, dataset: Path, work: Path) -> int:
     """Score the shipped weights again (after a config change) and rewrite the evaluation part of the results."""
     checkpoint = shipped_weights(task)
     results = json.loads(results_file(task).read_text())
+    if task == "ct_segmentation":
+        results["anatomy_postprocessing_ablation"] = anatomy_ablation(task, dataset, checkpoint, work)
     results.update(
         training_fit_dice=training_fit(task, dataset, checkpoint, work),
         **evaluate_held_out(task, dataset, checkpoint, work),

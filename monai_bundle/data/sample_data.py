@@ -165,6 +165,15 @@ _PYDICOM_DATA = Archive(
 )
 
 
+_PYDICOM = Archive(
+    "pydicom",
+    "3.0.2",
+    "pydicom-3.0.2-py3-none-any.whl",
+    "abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b",
+    "MIT (pydicom); test files shipped in its wheel (pydicom/data/test_files)",
+)
+
+
 _MODEL_OUTPUT = "model output, not manual ground truth"
 
 
@@ -355,7 +364,14 @@ SAMPLES: dict[str, Sample] = _registry(
         _PYDICOM_DATA,
         _NEMA.format("693"),
         "cc4cdd599231922ecf63de2ddacf03d51c4588805c9154c2eef1ff49c23b32be",
-        "CT slice, 512x512, 14 bit, MONOCHROME2",
+        "CT slice of the head (brain, skull), 512x512 at 0.48 mm, 5 mm thick, 14 bit, MONOCHROME2",
+    ),
+    Sample(
+        "ct_small",
+        _PYDICOM,
+        "pydicom/data/test_files/CT_small.dcm",
+        "3dd31e5cc835b3f2cdd46c9da1982f59251e78518fefa8163d914631c66437d6",
+        "CT slice cropped to 128x128 at 0.66 mm (8.5 cm: one vertebra and the muscles behind it), 5 mm thick",
     ),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +16,8 @@ from MedImgAnalysisLib.tasks import Task
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
 
 PALETTE_MODULE = "monai_bundle.palette"
+
+QUALITY_SUFFIX = "_quality.json"  # the bundle's quality flag beside a label map (monai_bundle.tasks.segmentation)
 
 
 def bundle_palette(package_parent: Path | None = None) -> ModuleType:
@@ -62,10 +65,26 @@ class Results:
     volumes: list[Path] = field(default_factory=list)  # heat maps on the input grid, or a new image
     pictures: list[Path] = field(default_factory=list)
     summary: str = ""
+    quality: str = ""  # "ok", "review", or "" where the task gives no quality flag
+    quality_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def warning(self) -> str:
+        """One line for the status when the result should be reviewed before it is trusted, else ''."""
+        if self.quality != "review":
+            return ""
+        return "Review this result: " + "; ".join(self.quality_reasons or ["flagged by the model's quality check"])
 
 
 def is_volume(path: Path) -> bool:
     return path.name.lower().endswith(VOLUME_SUFFIXES)
+
+
+def beside_label_map(label_map: Path) -> Path:
+    """Where the bundle writes a label map's quality flag: `<name>_seg.<ext>` -> `<name>_quality.json`."""
+    name = label_map.name
+    stem = name[: name.rindex("_seg.")] if "_seg." in name else name.split(".")[0]
+    return label_map.with_name(stem + QUALITY_SUFFIX)
 
 
 def collect(task: Task, outputs: list[str], package_parent: Path | None = None) -> Results:
@@ -77,6 +96,12 @@ def collect(task: Task, outputs: list[str], package_parent: Path | None = None) 
     results = Results(task.kind)
     results.pictures = [p for p in paths if p.suffix.lower() == ".png"]
     volumes = [p for p in paths if is_volume(p)]
+    quality_file = next((p for p in paths if p.name.endswith(QUALITY_SUFFIX)), None)
+    if quality_file is None and task.kind == "segmentation" and len(volumes) == 1:
+        quality_file = beside_label_map(volumes[0])  # a run that did not list it (e.g. the warm worker)
+    if quality_file is not None and quality_file.is_file():
+        quality = json.loads(quality_file.read_text())
+        results.quality, results.quality_reasons = quality.get("quality", ""), list(quality.get("reasons", []))
     if task.kind == "segmentation":
         if len(volumes) != 1:
             listed = ", ".join(map(str, paths))

@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from monai_bundle.data import sample_data
-from monai_bundle.io import read_image
+from monai_bundle.io import lps_to_ras, read_image, write_image
 from monai_bundle.tasks.segmentation.data import (
     label_on_image_grid,
     write_case,
@@ -70,3 +71,30 @@ def prepare_ct_dataset(out_dir: str | Path) -> Path:
             "test": [entries["ts_abdomen"]],
         },
     )
+
+
+OUT_OF_DOMAIN_CTS = {
+    "ct693": "head (one slice): no chest or abdomen",
+    "ct_small": "a trunk slice cropped to 8.5 cm: heavily cropped",
+}
+"""Real CTs from PyPI that the CT model was not trained for, and what its quality flag should say of them."""
+
+
+def slice_as_volume(dicom_path: str | Path, out_path: str | Path) -> Path:
+    """One CT slice (a lone DICOM file) as a one-slice 3D NIfTI in HU, its thickness as the third spacing.
+
+    The bundle reads a lone DICOM file as a 2D picture; this keeps its position, orientation and
+    pixel spacing so that it runs through the 3D segmentation like any volume.
+    """
+    ds = pydicom.dcmread(dicom_path)
+    hu = ds.pixel_array.astype(np.float32) * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    row, column = (np.asarray(ds.ImageOrientationPatient[i : i + 3], float) for i in (0, 3))
+    row_spacing, column_spacing = (float(v) for v in ds.PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0] = row * column_spacing  # array axis 0 runs along a row (the column index)
+    lps[:3, 1] = column * row_spacing
+    lps[:3, 2] = np.cross(row, column) * float(ds.SliceThickness)
+    lps[:3, 3] = np.asarray(ds.ImagePositionPatient, float)
+    out_path = Path(out_path)
+    write_image(np.round(hu.T[:, :, None]).astype(np.int16), lps_to_ras(lps), out_path)
+    return out_path

@@ -15,7 +15,8 @@ from monai_bundle.io import (
     read_image,
     write_text_atomic,
 )
-from monai_bundle.io.dicom_sr import read_volumes_ml
+
+from .quality import read_quality
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +75,22 @@ def label_volumes_ml(label_path: str | Path, class_names: list[str]) -> dict[str
     return {class_names[k]: round(float(counts[k]) * voxel_ml, 1) for k in range(1, len(class_names)) if counts[k]}
 
 
-def segmentation_results(item: dict, class_names: list[str]) -> dict[str, float]:
-    """`volume_ml_<label>` of every foreground label (0.0 where absent).
+def segmentation_results(item: dict, class_names: list[str]) -> dict[str, float | str]:
+    """`volume_ml_<label>` of every foreground label (0.0 where absent), then `quality` and `quality_reasons`.
 
     From the written label map; where only DICOM was written (a SEG, `pred_path`, and its SR, `pred_sr_path`), from
-    the SR's volumes, rounded as the label map's are.
+    the SR's volumes, rounded as the label map's are. The quality flag is the item's (`AssessQualityd`) or, for
+    a result written earlier, the `<name>_quality.json` beside it; '' where the task has none.
     """
     if item.get("pred_sr_path") and Path(item["pred_path"]).suffix == ".dcm":
+        from monai_bundle.io.dicom_sr import read_volumes_ml  # pydicom's SR codes: 0.6 s of import, only for SR
+
         volumes = {name: round(ml, 1) for name, ml in read_volumes_ml(item["pred_sr_path"]).items() if ml}
     else:
         volumes = label_volumes_ml(item["pred_path"], class_names)
-    return {f"volume_ml_{name}": volumes.get(name, 0.0) for name in class_names[1:]}
+    quality = item.get("quality") or read_quality(item["pred_path"]) or {}
+    return {
+        **{f"volume_ml_{name}": volumes.get(name, 0.0) for name in class_names[1:]},
+        "quality": quality.get("quality", ""),
+        "quality_reasons": "; ".join(quality.get("reasons", [])),
+    }

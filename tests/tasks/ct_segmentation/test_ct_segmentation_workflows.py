@@ -243,4 +243,4 @@ def test_inference_carries_on_past_a_bad_file_and_exits_nonzero(trained_phantom_
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert "broken.nii.gz" in result.stderr and "1 input(s) could not be read" in result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_seg.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_quality.json", "good_seg.nii.gz"]
