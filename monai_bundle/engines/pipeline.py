@@ -52,6 +52,7 @@ class DeclaredTask:
         bundle: an outside bundle's folder; None for our own tasks.
         overrides: config overrides that belong to the declaration (an outside bundle's data list and root).
         notes: what was found while declaring it that the user should know (e.g. a MONAI version drift).
+        input_ndim: the image's declared dimensions (metadata "inputs"), when declared.
     """
 
     name: str
@@ -66,6 +67,7 @@ class DeclaredTask:
     bundle: Path | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    input_ndim: int | None = None
 
     @classmethod
     def builtin(cls, task: str) -> DeclaredTask:
@@ -86,6 +88,7 @@ class DeclaredTask:
             modality=block.get("modality", ""),
             description=block.get("description", ""),
             overrides=runner.root_overrides(),
+            input_ndim=block.get("inputs", {}).get("image", {}).get("ndim"),
         )
 
     def feed(self, input_path: Path) -> dict[str, Any]:
@@ -153,9 +156,10 @@ class Pipeline:
         if outside:
             self.notes += zoo.adapt(parser, declared, options)
         loader = find_transform(parser, "preprocessing", "LoadImaged")
-        spatial_dims = parser.get("network_def#spatial_dims")
-        if loader and "MedImgReader" in str(parser.get(f"{loader}#reader")) and spatial_dims:
-            parser[f"{loader}#ndim"] = parser.get(f"{loader}#ndim", spatial_dims)
+        # the image's declared rank (a 2D network may run slice by slice on a volume), else the network's
+        ndim = declared.input_ndim or parser.get("network_def#spatial_dims")
+        if loader and "MedImgReader" in str(parser.get(f"{loader}#reader")) and ndim:
+            parser[f"{loader}#ndim"] = parser.get(f"{loader}#ndim", ndim)
         if outside:
             missing = zoo.required_files(parser)
             if missing:
