@@ -9,6 +9,7 @@ where the image shows they cannot be) and by the quality flag (`quality`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -88,10 +89,35 @@ def voxel_ml(affine: np.ndarray) -> float:
     return abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
 
 
-def _image_hu(d: dict, image_key: str, hu_range: Sequence[float]) -> tuple[np.ndarray, float]:
-    image = d[image_key]
-    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    return to_hu(array[0], hu_range), voxel_ml(np.asarray(image.affine))
+class CtAnatomy:
+    """One preprocessed CT (channel-first, scaled from `hu_range` to [0, 1]) in HU, with its body and aerated
+    lungs computed on first use: the three anatomy steps and the quality flag share one instance per image."""
+
+    def __init__(self, image, hu_range: Sequence[float]) -> None:
+        array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        self.image, self.hu_range = image, tuple(hu_range)
+        self.hu = to_hu(array[0], hu_range)
+        self.ml_per_voxel = voxel_ml(np.asarray(image.affine))
+
+    @cached_property
+    def body(self) -> np.ndarray:
+        return body_mask(self.hu)
+
+    @cached_property
+    def lungs(self) -> np.ndarray:
+        return lung_air(self.hu, self.body, self.ml_per_voxel)
+
+
+ANATOMY_KEY = "ct_anatomy"
+"""Data key under which the steps pass their CtAnatomy on (AssessQualityd, the last user, removes it)."""
+
+
+def ct_anatomy(d: dict, image_key: str, hu_range: Sequence[float]) -> CtAnatomy:
+    """The CtAnatomy of `d[image_key]`: the one an earlier step left in `d` for this very image, else a new one."""
+    found = d.get(ANATOMY_KEY)
+    if not (isinstance(found, CtAnatomy) and found.image is d[image_key] and found.hu_range == tuple(hu_range)):
+        found = d[ANATOMY_KEY] = CtAnatomy(d[image_key], hu_range)
+    return found
 
 
 def rule_out(probabilities, where: np.ndarray, labels: Sequence[int] | None = None):
@@ -136,8 +162,7 @@ class MaskOutsideBodyd(MapTransform):
         d = dict(data)
         if not sees_air(self.hu_range):
             return d
-        hu, _ = _image_hu(d, self.image_key, self.hu_range)
-        outside = ~body_mask(hu)
+        outside = ~ct_anatomy(d, self.image_key, self.hu_range).body
         for key in self.key_iterator(d):
             d[key] = rule_out(d[key], outside)
         return d
@@ -178,8 +203,7 @@ class LungsOnlyInAird(MapTransform):
         d = dict(data)
         if not self.labels or not sees_air(self.hu_range):
             return d
-        hu, ml = _image_hu(d, self.image_key, self.hu_range)
-        lungs = lung_air(hu, body_mask(hu), ml)
+        lungs = ct_anatomy(d, self.image_key, self.hu_range).lungs
         if self.margin_voxels > 0 and lungs.any():
             lungs = ndimage.binary_dilation(lungs, iterations=self.margin_voxels)
         for key in self.key_iterator(d):
@@ -229,13 +253,13 @@ class ChestOnlyOrgansd(MapTransform):
         d = dict(data)
         if not self.labels or not sees_air(self.hu_range):
             return d
-        hu, ml = _image_hu(d, self.image_key, self.hu_range)
+        anatomy = ct_anatomy(d, self.image_key, self.hu_range)
         spacing = np.sqrt((np.asarray(d[self.image_key].affine, float)[:3, :3] ** 2).sum(0))
-        chest = chest_slices(lung_air(hu, body_mask(hu), ml), spacing[0] * spacing[1] / 100.0)
+        chest = chest_slices(anatomy.lungs, spacing[0] * spacing[1] / 100.0)
         margin = int(np.ceil(self.margin_mm / spacing[2]))
         if margin and chest.any():
             chest = ndimage.binary_dilation(chest, iterations=margin)
-        outside = np.broadcast_to(~chest[None, None, :], hu.shape)
+        outside = np.broadcast_to(~chest[None, None, :], anatomy.hu.shape)
         for key in self.key_iterator(d):
             d[key] = rule_out(d[key], np.ascontiguousarray(outside), self.labels)
         return d

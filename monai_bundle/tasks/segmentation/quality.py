@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from monai_bundle.io import write_text_atomic
 
-from .anatomy import body_mask, chest_slices, lung_air, sees_air, to_hu, voxel_ml
+from .anatomy import ANATOMY_KEY, CtAnatomy, body_mask, chest_slices, lung_air, sees_air, voxel_ml
 
 QUALITY_SUFFIX = "_quality.json"
 
@@ -56,16 +56,23 @@ def noise_hu(hu: np.ndarray, body: np.ndarray) -> float | None:
     return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2))
 
 
-def measure(hu: np.ndarray, affine: np.ndarray, probabilities: np.ndarray | None = None) -> dict[str, Any]:
+def measure(
+    hu: np.ndarray,
+    affine: np.ndarray,
+    probabilities: np.ndarray | None = None,
+    body: np.ndarray | None = None,
+    lungs: np.ndarray | None = None,
+) -> dict[str, Any]:
     """What a CT (in HU, RAS, axis 2 to the head) and the network's probabilities (same grid) show.
 
     Returns plain numbers (JSON-ready): HU percentiles, body cross-sections, lungs, field of view,
     noise, and with the probabilities `network_measures` (organ voxels outside the body counted).
+    `body` and `lungs` (anatomy.body_mask, lung_air of `hu`) are computed when not given.
     """
     spacing = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
     pixel_cm2 = spacing[0] * spacing[1] / 100.0
-    body = body_mask(hu)
-    lungs = lung_air(hu, body, voxel_ml(affine))
+    body = body_mask(hu) if body is None else body
+    lungs = lung_air(hu, body, voxel_ml(affine)) if lungs is None else lungs
     areas = [_largest_area(body[:, :, z]) * pixel_cm2 for z in range(body.shape[2])]
     body_slices = [z for z in range(body.shape[2]) if body[:, :, z].any()]
     noise = noise_hu(hu, body)
@@ -262,14 +269,15 @@ class AssessQualityd(MapTransform):
     def __call__(self, data):
         d = dict(data)
         probabilities = d.pop(self.probabilities_key, None) if self.probabilities_key else None
+        anatomy = d.pop(ANATOMY_KEY, None)  # left by the anatomy steps, when they ran on this image
         for key in self.key_iterator(d):
-            quality = self.assess_item(d[key], d[self.image_key], probabilities)
+            quality = self.assess_item(d[key], d[self.image_key], probabilities, anatomy)
             path = quality_path(d[f"{key}_path"], self.output_postfix)
             write_text_atomic(path, json.dumps(quality, indent=2) + "\n")
             d["quality"], d["quality_path"] = quality, str(path)
         return d
 
-    def assess_item(self, labels, image, probabilities) -> dict[str, Any]:
+    def assess_item(self, labels, image, probabilities, anatomy: CtAnatomy | None = None) -> dict[str, Any]:
         """The flag, reasons, measurements and label volumes of one result.
 
         The CT rules need a window that shows air; with a soft-tissue window only the network's
@@ -278,7 +286,9 @@ class AssessQualityd(MapTransform):
         probs = None if probabilities is None else _numpy(probabilities).astype(np.float32)
         ct = self.rules["modality"] == "CT" and sees_air(self.hu_range)
         if ct:
-            measures = measure(to_hu(_numpy(image)[0], self.hu_range), np.asarray(image.affine), probs)
+            if not (isinstance(anatomy, CtAnatomy) and anatomy.image is image and anatomy.hu_range == self.hu_range):
+                anatomy = CtAnatomy(image, self.hu_range)
+            measures = measure(anatomy.hu, np.asarray(image.affine), probs, anatomy.body, anatomy.lungs)
         else:  # another modality, or a CT window that clips air: the HU and anatomy rules cannot run
             measures = {} if probs is None else network_measures(probs)
             if self.rules["modality"] == "CT":
