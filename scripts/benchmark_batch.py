@@ -16,16 +16,14 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from monai_bundle import engines
-from monai_bundle.apps import runner
+from monai_bundle.apps import experiments, runner
 from monai_bundle.data import sample_data
 from monai_bundle.io import find_images, output_path, read_image, write_image
 
@@ -46,16 +44,6 @@ def make_inputs(folder: Path, n: int, seed: int = 0) -> list[Path]:
         paths.append(folder / f"ct_{k:02d}.nii.gz")
         write_image(array, affine, paths[-1])
     return paths
-
-
-def timed(command: list[str]) -> float:
-    """Wall-clock seconds of a child process; its output is shown only if it fails."""
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +96,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
     batch_out, reference_out = work / "batch_out", work / "reference_out"
     shutil.rmtree(batch_out, ignore_errors=True)
     shutil.rmtree(reference_out, ignore_errors=True)
-    batch_s = timed(
+    batch_s = experiments.timed(
         [
             sys.executable,
             "-m",
@@ -123,7 +111,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
             str(args.workers),
             "--quiet",
             *device,
-        ]
+        ],
+        cwd=REPO,
     )
     per_batch = batch_s / len(inputs)
     print(
@@ -135,7 +124,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         overrides = {"dataset_dir": str(path), "output_dir": str(reference_out)}
         if args.device:
             overrides["device"] = args.device
-        reference_s.append(timed(runner.bundle_command(args.task, "inference", **overrides)))
+        reference_s.append(experiments.timed(runner.bundle_command(args.task, "inference", **overrides), cwd=REPO))
     per_reference = sum(reference_s) / len(reference_s)
     note = f" (timed {reference_n}, extrapolated to {len(inputs)})" if reference_n < len(inputs) else ""
     print(

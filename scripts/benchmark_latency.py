@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_bundle import engines
+from monai_bundle.apps import experiments
 from monai_bundle.apps.analysis import PROGRESS_PREFIX
 from monai_bundle.data import sample_data
 from monai_bundle.io import read_image
@@ -39,16 +40,6 @@ from monai_bundle.io import read_image
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "monai_bundle" / "configs" / "inference.json"
 TASK = "ct_segmentation"
-
-
-def timed(command: list[str]) -> float:
-    """Wall-clock seconds of a child process; its output is shown only if it fails."""
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return seconds
 
 
 class Worker:
@@ -126,11 +117,12 @@ def measure(name: str, repeats: int, scratch: Path) -> dict:
     print(f"\n{name}: {'x'.join(map(str, shape))} ({ct.name})", flush=True)
     floor_runs, cli_runs = [], []
     for k in range(repeats):  # interleaved: a burst of other load falls on both alike
-        floor_runs.append(timed([sys.executable, "-c", "import torch, monai"]))
+        floor_runs.append(experiments.timed([sys.executable, "-c", "import torch, monai"], cwd=REPO))
         cli_runs.append(
-            timed(
+            experiments.timed(
                 [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIG)]
-                + ["--dataset_dir", str(ct), "--output_dir", str(scratch / name / f"cli{k}")]
+                + ["--dataset_dir", str(ct), "--output_dir", str(scratch / name / f"cli{k}")],
+                cwd=REPO,
             )
         )
     floor = statistics.median(floor_runs)

@@ -1,4 +1,4 @@
-"""Helpers for scripts that chain bundle workflows (experiments, demo-weight training).
+"""Helpers for scripts that chain bundle workflows (experiments, demo-weight training) or time them (benchmarks).
 
 Every step is a real `python -m monai.bundle run` child process of the bundle's own configs (`run`).
 """
@@ -9,6 +9,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from monai_bundle.apps import runner
@@ -31,6 +32,16 @@ def run(task: str, workflow: str, *, stream: bool = False, **overrides) -> None:
     if result.returncode:
         error = "" if stream else f":\n{result.stderr[-3000:]}"
         sys.exit(f"{task} {workflow} failed (exit {result.returncode}){error}")
+
+
+def timed(command: list[str], cwd: Path | None = None) -> float:
+    """Wall-clock seconds of a child process, as a user feels it; exit with its output if it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return seconds
 
 
 def train(task: str, out: Path, workflow: str = "train", **overrides) -> Path:
