@@ -10,6 +10,7 @@ from .data import label_on_image_grid, write_case, write_dataset_json
 from .quality import AssessQualityd, quality_line, read_quality, with_quality
 from .reports import SegmentationReport, label_volumes_ml, segmentation_results
 from .transforms import (
+    KeepLargestComponentPerClassd,
     KeepLargestComponentPerLabeld,
     ProbabilitiesToInputLabelsd,
     label_boxes,
@@ -30,6 +31,7 @@ __all__ = [
     "SegmentationReport",
     "label_volumes_ml",
     "segmentation_results",
+    "KeepLargestComponentPerClassd",
     "KeepLargestComponentPerLabeld",
     "label_boxes",
     "probabilities_to_labels",

@@ -17,6 +17,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from scipy import ndimage
 
+from .transforms import rule_out
+
 TISSUE_HU = -500.0
 """Above this a voxel is tissue (fat is about -100 HU, lung -850, air -1000)."""
 
@@ -55,9 +57,7 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
         return np.zeros(hu.shape, bool)
     body = pieces == (int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1)
     body = ndimage.binary_dilation(body, structure=IN_PLANE) & (hu > TISSUE_HU)  # give back the opened-off skin
-    for z in range(body.shape[2]):
-        body[:, :, z] = ndimage.binary_fill_holes(body[:, :, z])
-    return body
+    return fill_holes_per_slice(body)
 
 
 def lung_air(
@@ -78,10 +78,12 @@ def lung_air(
     gas = np.bincount(pieces.ravel(), weights=(hu < PURE_AIR_HU).ravel(), minlength=count + 1)
     keep = (sizes * ml_per_voxel >= min_ml) & (gas <= max_gas * np.maximum(sizes, 1))
     keep[0] = False
-    lungs = keep[pieces]
-    for z in range(lungs.shape[2]):
-        lungs[:, :, z] = ndimage.binary_fill_holes(lungs[:, :, z])
-    return lungs
+    return fill_holes_per_slice(keep[pieces])
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Each axial slice's holes filled: one pass whose structure connects voxels within a slice only."""
+    return ndimage.binary_fill_holes(mask, structure=IN_PLANE)
 
 
 def voxel_ml(affine: np.ndarray) -> float:
@@ -118,20 +120,6 @@ def ct_anatomy(d: dict, image_key: str, hu_range: Sequence[float]) -> CtAnatomy:
     if not (isinstance(found, CtAnatomy) and found.image is d[image_key] and found.hu_range == tuple(hu_range)):
         found = d[ANATOMY_KEY] = CtAnatomy(d[image_key], hu_range)
     return found
-
-
-def rule_out(probabilities, where: np.ndarray, labels: Sequence[int] | None = None):
-    """Class probabilities given that `labels` (default: every foreground class) are impossible where `where`.
-
-    The ruled-out classes get 0 there and the others are renormalised (the probabilities
-    conditioned on "not these"), so the next most likely class wins, as the network ranks them.
-    """
-    out = probabilities.clone() if isinstance(probabilities, torch.Tensor) else np.array(probabilities)
-    mask = torch.from_numpy(where) if isinstance(out, torch.Tensor) else where
-    for label in range(1, out.shape[0]) if labels is None else labels:
-        out[label][mask] = 0
-    total = out.sum(0, keepdims=True) if isinstance(out, np.ndarray) else out.sum(0, keepdim=True)
-    return out / (total.clip(1e-12) if isinstance(out, np.ndarray) else total.clamp_min(1e-12))
 
 
 class MaskOutsideBodyd(MapTransform):

@@ -27,6 +27,7 @@ from scipy import ndimage
 from monai_bundle.io import write_text_atomic
 
 from .anatomy import ANATOMY_KEY, CtAnatomy, body_mask, chest_slices, lung_air, sees_air, voxel_ml
+from .transforms import first_argmax
 
 QUALITY_SUFFIX = "_quality.json"
 
@@ -96,12 +97,12 @@ def measure(
 def network_measures(probabilities: np.ndarray, body: np.ndarray | None = None) -> dict[str, float]:
     """The network's mean normalised softmax entropy (0..1) where it predicts an organ, and (with a body
     mask) the fraction of those voxels outside the body."""
-    p = np.clip(probabilities, 1e-8, 1.0)
-    organs = probabilities.argmax(0) > 0
+    organs = first_argmax(probabilities) > 0
     count = int(organs.sum())
     if not count:
         return {"organ_entropy": 0.0} | ({"organ_voxels_outside_body": 0.0} if body is not None else {})
-    entropy = -(p[:, organs] * np.log(p[:, organs])).sum(0) / math.log(p.shape[0])
+    p = np.clip(probabilities[:, organs], 1e-8, 1.0)
+    entropy = -(p * np.log(p)).sum(0) / math.log(p.shape[0])
     out = {"organ_entropy": round(float(entropy.mean()), 3)}
     if body is not None:
         out["organ_voxels_outside_body"] = round(float((organs & ~body).sum()) / count, 3)
@@ -283,7 +284,7 @@ class AssessQualityd(MapTransform):
         The CT rules need a window that shows air; with a soft-tissue window only the network's
         own signals are checked, and the measurements say so (`ct_checks`).
         """
-        probs = None if probabilities is None else _numpy(probabilities).astype(np.float32)
+        probs = None if probabilities is None else np.asarray(_numpy(probabilities), dtype=np.float32)
         ct = self.rules["modality"] == "CT" and sees_air(self.hu_range)
         if ct:
             if not (isinstance(anatomy, CtAnatomy) and anatomy.image is image and anatomy.hu_range == self.hu_range):
@@ -309,7 +310,15 @@ def _numpy(value) -> np.ndarray:
 
 def _volumes_ml(labels, class_names: Sequence[str]) -> dict[str, float]:
     """mL of each foreground class of a channel-first label map on the input grid."""
-    # order="K": count in memory order; the label map on the input grid is a strided view, a C-order copy costs ~1 s
-    counts = np.bincount(_numpy(labels).astype(np.int64).ravel(order="K"), minlength=len(class_names))
+    counts = torch.bincount(_flat_in_memory_order(_numpy(labels)), minlength=len(class_names))
     ml = voxel_ml(np.asarray(labels.meta["affine"]))
     return {name: round(float(counts[k]) * ml, 1) for k, name in enumerate(class_names) if k > 0}
+
+
+def _flat_in_memory_order(values: np.ndarray) -> torch.Tensor:
+    """The voxels of an array as one tensor in memory order, without a copy where it is dense (the label map on the
+    input grid is stored in NIfTI's order, a transposed view of its axes: a C-order copy costs more than counting)."""
+    if min(values.strides, default=0) < 0:  # a flipped view: torch takes no negative strides
+        values = values.copy(order="K")
+    axes = sorted(range(values.ndim), key=lambda axis: -values.strides[axis])
+    return torch.from_numpy(values).permute(axes).reshape(-1)

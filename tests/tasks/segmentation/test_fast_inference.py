@@ -24,6 +24,7 @@ from scipy.spatial.transform import Rotation
 
 from monai_bundle import engines
 from monai_bundle.tasks.segmentation import (
+    KeepLargestComponentPerClassd,
     KeepLargestComponentPerLabeld,
     ProbabilitiesToInputLabelsd,
 )
@@ -96,6 +97,26 @@ def test_keep_largest_on_bounding_boxes_equals_monai_on_the_whole_map(order):
     assert (np.asarray(ours) != labels).sum() > 0  # the map had extra pieces to remove
     monai = KeepLargestConnectedComponent(applied_labels=listed, independent=True)(torch.tensor(labels))
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(monai))
+
+
+def test_keep_largest_per_class_on_probabilities_equals_monai_on_the_argmax():
+    """Stray pieces become background, as MONAI's step on the argmax; the other voxels keep their class."""
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 1, (5, 30, 28, 24)).astype(np.float32)
+    for label in (1, 2, 3, 4, 2, 1, 3):  # boxes of strong evidence: some labels in several pieces
+        corner, size = rng.integers(0, 18, 3), rng.integers(3, 9, 3)
+        box = tuple(slice(start, start + extent) for start, extent in zip(corner, size, strict=True))
+        logits[(label, *box)] += 8
+    probabilities = torch.softmax(torch.from_numpy(logits), 0)
+    listed = [1, 2, 4]
+    kept = KeepLargestComponentPerClassd("pred", labels=listed)({"pred": probabilities})["pred"]
+    argmax = probabilities.argmax(0, keepdim=True)
+    monai = KeepLargestConnectedComponent(applied_labels=listed, independent=True)(argmax.clone())  # it works in place
+    assert (monai != argmax).sum() > 0  # there were pieces to remove
+    np.testing.assert_array_equal(kept.argmax(0, keepdim=True).numpy(), monai.numpy())
+    torch.testing.assert_close(kept.sum(0), torch.ones(kept.shape[1:]))  # still probabilities
+    unchanged = KeepLargestComponentPerClassd("pred", labels=[])({"pred": probabilities})["pred"]
+    assert unchanged is probabilities
 
 
 def _unet() -> torch.nn.Module:
