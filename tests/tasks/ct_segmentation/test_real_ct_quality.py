@@ -22,12 +22,13 @@ TRUNK_ORGANS = ["lungs", "heart", "aorta", "liver", "spleen", "kidneys", "stomac
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """inference.json (a real `monai.bundle run`) on a held-out abdomen CT, a head CT slice, a CT slice
-    cropped to one vertebra and an abdominal MRI; the output folder."""
+    """inference.json (a real `monai.bundle run`) on a held-out abdomen CT, two head CT slices (brain; skull base
+    with sinus air), a CT slice cropped to one vertebra and an abdominal MRI; the output folder."""
     inputs, out = tmp_path_factory.mktemp("in"), tmp_path_factory.mktemp("out")
     shutil.copy(sample_data.fetch("ts_ct"), inputs / "abdomen.nii.gz")
     shutil.copy(sample_data.fetch("ts_mr"), inputs / "mri.nii.gz")
     slice_as_volume(sample_data.fetch("ct693"), inputs / "head.nii.gz")
+    slice_as_volume(sample_data.fetch("ct_skull_base"), inputs / "skull_base.nii.gz")
     slice_as_volume(sample_data.fetch("ct_small"), inputs / "vertebra.nii.gz")
     bundle_run(["inference.json"], dataset_dir=inputs, output_dir=out)
     return out
@@ -60,7 +61,11 @@ def test_a_held_out_abdomen_ct_is_ok_and_has_no_lungs_below_the_diaphragm_or_out
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("head", "body region: no chest or abdomen"), ("vertebra", "cropped: the field of view cuts through the body")],
+    [
+        ("head", "body region: no chest or abdomen"),
+        ("skull_base", "body region: no chest or abdomen"),  # its sinus and mastoid air is not lung
+        ("vertebra", "cropped: the field of view cuts through the body"),
+    ],
 )
 def test_real_cts_the_model_does_not_know_are_flagged_and_get_no_trunk_organs(results, name, reason):
     quality = _quality(results, name)
