@@ -200,7 +200,13 @@ class Pipeline:
         """Load the checked weights (our `initialize`; an outside bundle's own checkpoint) and build the parts."""
         parser = self.parser
         if self.declared.bundle is None:
-            parser.get_parsed_content("initialize")
+            try:
+                parser.get_parsed_content("initialize")
+            except RuntimeError as error:  # MONAI wraps what a config expression raised: show a weights error as is
+                cause = _weights_error(error)
+                if cause is None:
+                    raise
+                raise cause from None
             self.network = parser.get_parsed_content("network")
         else:  # its initialize attaches a CheckpointLoader to its evaluator, which we do not run
             from monai_bundle.engines import zoo
@@ -267,3 +273,16 @@ def _files(folder: Path) -> dict[Path, tuple[int, int]]:
         for path in folder.rglob("*")
         if path.is_file() and not path.name.startswith(".") and (stat := path.stat())
     }
+
+
+def _weights_error(error: BaseException) -> BaseException | None:
+    """The WeightsError (missing, altered or misfit weights; a missing optional extra) behind MONAI's wrappers."""
+    from monai_bundle.engines.weights import WeightsError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, WeightsError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None

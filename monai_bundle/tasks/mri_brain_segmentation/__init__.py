@@ -1,5 +1,14 @@
-"""Task mri_brain_segmentation: grey/white matter and other brain tissue of a skull-stripped T1 at 2 mm."""
+"""Task mri_brain_segmentation: brain extraction of a whole-head T1 (HD-BET's network, an optional extra),
+then grey/white matter and other brain tissue inside the brain mask at 2 mm."""
 
+from .brain_extraction import (
+    INSTALL_HINT,
+    BrainExtractiond,
+    BrainExtractionUnavailable,
+    BrainOnlyLabelsd,
+    HDBETEnsemble,
+    hdbet_weights_dir,
+)
 from .data import (
     MRI_CLASSES,
     brain_tissue_labels,
@@ -7,4 +16,15 @@ from .data import (
     skull_stripped_mni6_2mm,
 )
 
-__all__ = ["MRI_CLASSES", "brain_tissue_labels", "prepare_mri_dataset", "skull_stripped_mni6_2mm"]
+__all__ = [
+    "INSTALL_HINT",
+    "BrainExtractiond",
+    "BrainExtractionUnavailable",
+    "BrainOnlyLabelsd",
+    "HDBETEnsemble",
+    "hdbet_weights_dir",
+    "MRI_CLASSES",
+    "brain_tissue_labels",
+    "prepare_mri_dataset",
+    "skull_stripped_mni6_2mm",
+]

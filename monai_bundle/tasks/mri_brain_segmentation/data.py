@@ -82,3 +82,44 @@ def skull_stripped_mni6_2mm(out_dir: str | Path) -> Path:
         brain = label_on_image_grid(head, mask, "mni6 2 mm mask") > 0
         write_image(np.where(brain, np.asarray(head.array, np.float32), 0.0).astype(np.float32), head.affine, target)
     return target
+
+
+TILT_DEGREES = 20.0
+"""How far `tilted_copy` tilts the head about the left-right axis."""
+
+
+def tilted_copy(
+    image: str | Path, mask: str | Path | None, out_dir: str | Path, suffix: str = ".nii.gz"
+) -> tuple[Path, Path | None]:
+    """The same head stored another way round: axes in another order (as a sagittal acquisition stores
+    them), the first one reversed, and the grid tilted TILT_DEGREES about left-right (oblique).
+
+    Voxel values are untouched, only the order and the affine change, so a result on the copy, put
+    back by `untilt`, must equal the result on the original: a geometry check on real data. `suffix`
+    picks the format (".nii.gz", ".nrrd" ...).
+    """
+    out_dir = Path(out_dir)
+    written = []
+    for path in (image, mask):
+        if path is None:
+            written.append(None)
+            continue
+        volume = read_image(path, ndim=3)
+        target = out_dir / f"tilted_{Path(path).name.split('.')[0]}{suffix}"
+        if not target.is_file():
+            array, affine = np.asarray(volume.array), np.asarray(volume.affine, float)
+            order = (2, 0, 1)
+            array, affine = np.transpose(array, order)[::-1], affine[:, (*order, 3)]
+            affine[:, 3] += affine[:, 0] * (array.shape[0] - 1)
+            affine[:, 0] *= -1
+            angle = np.deg2rad(TILT_DEGREES)
+            tilt = np.eye(4)
+            tilt[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+            write_image(np.ascontiguousarray(array), tilt @ affine, target)
+        written.append(target)
+    return written[0], written[1]
+
+
+def untilt(array: np.ndarray) -> np.ndarray:
+    """An array on a `tilted_copy` grid back in the original's voxel order."""
+    return np.transpose(np.asarray(array)[::-1], (1, 2, 0))
