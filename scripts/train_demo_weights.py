@@ -3,6 +3,7 @@
 
     python scripts/train_demo_weights.py --task ct_segmentation --install
     python scripts/train_demo_weights.py --task mri_brain_segmentation --install
+    python scripts/train_demo_weights.py --task ct_segmentation --fine-tune 10 --install   # from the shipped weights
 
 Training and evaluation run through `python -m monai.bundle run` with the bundle's own configs.
 Results (held-out Dice, HD95) are written to monai_bundle/docs/results/<task>.json.
@@ -41,6 +42,13 @@ def brain_mask_dice(prediction: Path, mask: Path) -> float:
     reference = np.asarray(read_image(mask, ndim=3).array) > 0
     return float(2 * np.sum(predicted & reference) / (np.sum(predicted) + np.sum(reference)))
 
+
+FINE_TUNE = {
+    "initialize": "['$monai.utils.set_determinism(seed=@seed)', "
+    "'$monai_bundle.engines.load_weights(@network, @checkpoint, @known_weights)']",
+    "learning_rate": 0.0003,
+}
+"""Overrides that start training from the shipped weights (checked against their sha256) at a lower rate."""
 
 ANATOMY_STEPS = {
     "none": "[]",
@@ -129,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no training: score the shipped weights with the current configs and update the docs' figures",
     )
+    parser.add_argument(
+        "--fine-tune",
+        type=int,
+        metavar="EPOCHS",
+        help="start from the shipped weights and train this many epochs at a third of the learning rate",
+    )
     args = parser.parse_args(argv)
 
     work = args.work_dir / f"demo_{args.task}"
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.re_evaluate:
         return re_evaluate(args.task, dataset, work)
     settings = dict(TRAINING[args.task], **({"max_epochs": args.max_epochs} if args.max_epochs else {}))
+    if args.fine_tune:
+        settings.update(FINE_TUNE, max_epochs=args.fine_tune, checkpoint=str(shipped_weights(args.task)))
     started = time.monotonic()
     run(args.task, "train", stream=True, dataset_dir=dataset, output_dir=work, **settings)
     checkpoint = work / "models" / "model.pt"

@@ -1,5 +1,6 @@
 """Task ct_segmentation: coarse CT anatomy at 3 mm (configs inference.json, train.json, evaluate.json)."""
 
+from .augment import RandEnhancementd
 from .data import CT_CLASSES, CT_GROUPS, OUT_OF_DOMAIN_CTS, merge_classes, prepare_ct_dataset, slice_as_volume
 
 __all__ = [
@@ -8,5 +9,6 @@ __all__ = [
     "OUT_OF_DOMAIN_CTS",
     "merge_classes",
     "prepare_ct_dataset",
+    "RandEnhancementd",
     "slice_as_volume",
 ]
