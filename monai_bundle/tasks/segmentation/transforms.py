@@ -116,7 +116,7 @@ class KeepLargestComponentPerClassd(MapTransform):
         """Where the argmax is a listed class outside that class's largest connected piece."""
         values = probabilities.detach().cpu().numpy() if isinstance(probabilities, torch.Tensor) else probabilities
         labels = first_argmax(np.asarray(values, dtype=np.float32))
-        boxes = ndimage.find_objects(labels)
+        boxes = label_boxes(labels)
         stray = np.zeros(labels.shape, bool)
         for label in self.labels:
             if 0 < label <= len(boxes) and boxes[label - 1] is not None:
