@@ -82,7 +82,7 @@ def rule_out(probabilities, where: np.ndarray, labels: Sequence[int] | None = No
     return out / out.sum(0, keepdims=True).clip(1e-12)
 
 
-class KeepLargestComponentPerClassd(MapTransform):
+class KeepLargestComponentPerClassd(KeepLargestComponentPerLabeld):
     """Each listed class only in its largest connected piece, decided on the network's grid from class probabilities.
 
     Where the argmax gives a listed class outside its largest piece, every foreground class is ruled
@@ -98,19 +98,10 @@ class KeepLargestComponentPerClassd(MapTransform):
         allow_missing_keys: do not fail when a key is missing.
     """
 
-    def __init__(
-        self, keys: KeysCollection, labels: Sequence[int] | None = None, allow_missing_keys: bool = False
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.labels = [int(label) for label in labels or []]
-
-    def __call__(self, data):
-        d = dict(data)
-        for key in self.key_iterator(d):
-            stray = self.stray_pieces(d[key]) if self.labels else None
-            if stray is not None and stray.any():
-                d[key] = rule_out(d[key], stray)
-        return d
+    def keep_largest(self, probabilities):
+        """The probabilities with the listed classes' stray pieces made background (as given if none)."""
+        stray = self.stray_pieces(probabilities)
+        return rule_out(probabilities, stray) if stray.any() else probabilities
 
     def stray_pieces(self, probabilities) -> np.ndarray:
         """Where the argmax is a listed class outside that class's largest connected piece."""
