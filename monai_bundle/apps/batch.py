@@ -389,7 +389,8 @@ class BatchRun:
     def _cached_results(self, case: Case, outcome: Outcome) -> dict | None:
         """The results of an earlier run if `case`'s outputs are complete, valid and up to date, else None."""
         outputs = [Path(output) for output in case.outputs]
-        if not all(output.exists() for output in outputs):
+        side = self.pipeline.side_outputs(case.output) if case.output else []
+        if not all(path.exists() for path in outputs + side):  # a run killed before its quality file: again
             return None
         try:
             for output in outputs:
@@ -493,7 +494,9 @@ class BatchRun:
             for future in sorted(done, key=lambda f: f.result().case.rel):
                 record(future.result())
 
-        remove_stale_temps([Path(output) for case in self.cases for output in case.outputs], self.started)
+        targets = [Path(output) for case in self.cases for output in case.outputs]
+        targets += [side for case in self.cases if case.output for side in self.pipeline.side_outputs(case.output)]
+        remove_stale_temps(targets, self.started)
         try:
             with self._collecting_notes():
                 read_ahead()

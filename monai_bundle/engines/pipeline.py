@@ -177,6 +177,15 @@ class Pipeline:
             list(parser.get_parsed_content("class_names")) if has_names else list(declared.class_names)
         )
         self.network = self.preprocessing = self.inferer = self.postprocessing = self.device = None
+        self._assesses_quality = find_transform(parser, "postprocessing", "AssessQualityd") is not None
+
+    def side_outputs(self, result: str | Path) -> list[Path]:
+        """The files a run writes beside its result, after it: the quality flag's JSON where the task has one."""
+        if not self._assesses_quality or self.saver is None:
+            return []
+        from monai_bundle.tasks.segmentation.quality import quality_path
+
+        return [quality_path(result, self.saver.output_postfix)]
 
     def _parse(self, overrides: Mapping[str, Any]):
         from monai.bundle import ConfigParser

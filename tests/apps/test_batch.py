@@ -92,6 +92,11 @@ def _results(out: Path) -> list[Path]:
     return [p for p in out.rglob("*_seg.nii.gz") if not any(part.startswith(".") for part in p.relative_to(out).parts)]
 
 
+def _complete_results(out: Path) -> list[Path]:
+    """Result label maps whose quality file was written too: what a resumed run leaves alone."""
+    return [p for p in _results(out) if p.with_name(p.name.replace("_seg.nii.gz", "_quality.json")).is_file()]
+
+
 def _leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if ".tmp-" in p.name]
 
@@ -260,14 +265,14 @@ def test_a_run_killed_with_sigkill_resumes_without_redoing_finished_work(phantom
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not _results(out):
+    while not _complete_results(out):
         assert child.poll() is None, child.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "no output appeared"
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     child.wait()
     child.stderr.close()
-    finished = {p: p.stat().st_mtime_ns for p in _results(out)}
+    finished = {p: p.stat().st_mtime_ns for p in _complete_results(out)}  # a label map alone is redone
     assert 0 < len(finished) < len(names), "the run should have been killed mid-way"
     assert not (out / "report.csv").exists()
     for output in finished:  # whatever is there is complete (written to a temp name and renamed)
@@ -369,6 +374,14 @@ def test_dry_run_writes_nothing_and_reruns_skip_or_overwrite(phantom_dataset, op
     assert all(p.stat().st_mtime_ns > first[p] for p in outputs)
     for source, output in zip(sources, outputs):
         _assert_valid_output(source, output)
+
+    # a run killed after writing a label map but before its quality file: that input is done again
+    quality, stale = out / "x_quality.json", out / ".x_quality.json.tmp-killed"
+    quality.unlink()
+    stale.write_text("{")
+    assert batch.main(["--input", str(inputs), "--output", str(out), *options]) == 0
+    assert [_report(out)[name]["status"] for name in names] == ["done", "skipped", "skipped"]
+    assert json.loads(quality.read_text())["quality"] in ("ok", "review") and _leftovers(out) == []
 
 
 def test_journal_ignores_a_line_cut_short_by_a_crash(tmp_path):
