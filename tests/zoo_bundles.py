@@ -170,31 +170,8 @@ def metadata(input_channels: dict[str, str], output_channels: dict[str, str], **
         "authors": "MedImg tests",
         "copyright": "none",
         "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "hounsfield",
-                    "modality": "CT",
-                    "num_channels": len(input_channels),
-                    "spatial_shape": [32, 32, 32],
-                    "dtype": "float32",
-                    "value_range": [0, 1],
-                    "is_patch_data": True,
-                    "channel_def": input_channels,
-                }
-            },
-            "outputs": {
-                "pred": {
-                    "type": "image",
-                    "format": "segmentation",
-                    "num_channels": len(output_channels),
-                    "spatial_shape": [32, 32, 32],
-                    "dtype": "float32",
-                    "value_range": [0, 1],
-                    "is_patch_data": True,
-                    "channel_def": output_channels,
-                }
-            },
+            "inputs": {"image": {**_tensor_def("hounsfield", input_channels), "modality": "CT"}},
+            "outputs": {"pred": _tensor_def("segmentation", output_channels)},
         },
         **extra,
     }
@@ -254,3 +231,17 @@ def needs_package_bundle(folder: Path) -> Path:
     """The plain bundle, but its metadata requires a package that is not installed (as swin_unetr needs einops)."""
     meta = metadata({"0": "image"}, ORGANS, required_packages_version={"medimg-no-such-package": "0.7.0"})
     return write_bundle(folder, inference_config(), meta)
+
+
+def _tensor_def(data_format: str, channels: dict) -> dict:
+    """One network_data_format entry as the zoo's metadata writes it (32³ patches, float32 in [0, 1])."""
+    return {
+        "type": "image",
+        "format": data_format,
+        "num_channels": len(channels),
+        "spatial_shape": [32, 32, 32],
+        "dtype": "float32",
+        "value_range": [0, 1],
+        "is_patch_data": True,
+        "channel_def": channels,
+    }
