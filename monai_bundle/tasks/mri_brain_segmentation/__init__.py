@@ -7,6 +7,7 @@ from .brain_extraction import (
     BrainExtractionUnavailable,
     BrainOnlyLabelsd,
     HDBETEnsemble,
+    hdbet_network,
     hdbet_weights_dir,
 )
 from .data import (
@@ -22,6 +23,7 @@ __all__ = [
     "BrainExtractionUnavailable",
     "BrainOnlyLabelsd",
     "HDBETEnsemble",
+    "hdbet_network",
     "hdbet_weights_dir",
     "MRI_CLASSES",
     "brain_tissue_labels",

