@@ -31,9 +31,10 @@ from .files import sha256_of, write_bytes_atomic, write_text_atomic
 from .geometry import GRID_TOLERANCE_MM, Volume, lps_to_ras, ras_to_lps
 from .itk import GZIP_LEVEL
 from .nifti import NIFTI_GZIP_LEVEL, write_displacement_field
+from .pet import PET_UNITS, StatedUnit, read_suv
 from .png import png_bytes
 from .radiograph import LUMA_BT601, PICTURE_SUFFIXES
-from .readers import MedImgReader, RadiographReader
+from .readers import MedImgReader, RadiographReader, SUVReader
 from .registry import (
     DEFAULT_MAX_BYTES,
     find_images,
@@ -84,7 +85,8 @@ __all__ = [
     "GZIP_LEVEL",
     "NIFTI_GZIP_LEVEL", "write_displacement_field",
     "PICTURE_SUFFIXES", "LUMA_BT601",
-    "MedImgReader", "RadiographReader",
+    "MedImgReader", "RadiographReader", "SUVReader",
+    "PET_UNITS", "StatedUnit", "read_suv",
     "DEFAULT_MAX_BYTES", "image_suffix", "find_images", "find_radiographs",
     "read_header", "read_image", "read_radiograph", "write_image",
     "INPUT_KINDS", "source_path", "case_name", "output_path", "SaveOnInputGridd", "source_grid", "check_same_grid",

@@ -1,4 +1,4 @@
-"""MONAI `ImageReader`s over `read_image` and `read_radiograph`, for `LoadImaged(reader=...)` in the configs."""
+"""MONAI `ImageReader`s over `read_image`, `read_suv` (PET) and `read_radiograph`, for `LoadImaged(reader=...)`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from monai_bundle.io.errors import ImageReadError
 from monai_bundle.io.geometry import GRID_TOLERANCE_MM, Volume, c_ordered
+from monai_bundle.io.pet import F18_HALF_LIFE_S, StatedUnit, read_suv
 from monai_bundle.io.registry import DEFAULT_MAX_BYTES, image_suffix, radiograph_format, read_image, read_radiograph
 
 PathLike = str | os.PathLike
@@ -83,6 +84,35 @@ class MedImgReader(_VolumeReader):
 
     def _read_one(self, name: PathLike) -> Volume:
         return read_image(name, ndim=self.ndim, max_bytes=self.max_bytes, dtype=self.dtype)
+
+
+class SUVReader(MedImgReader):
+    """`read_suv` for MONAI: `LoadImaged(keys="pet", reader=SUVReader)` gives a PET image in body-weight SUV.
+
+    A DICOM PET series is converted from its own attributes; a NIfTI/NRRD/MetaImage PET needs its unit stated.
+
+    Args:
+        unit: the unit of a non-DICOM PET: "SUV" or "BQML" (then weight_kg and dose_bq); None refuses such files.
+        weight_kg, dose_bq, decay_s, half_life_s: what `pet.StatedUnit` takes for BQML.
+        max_bytes: refuse images whose decoded voxel data would be larger, before decoding them.
+        kwargs: ignored (MONAI passes reader options through).
+    """
+
+    def __init__(
+        self,
+        unit: str | None = None,
+        weight_kg: float | None = None,
+        dose_bq: float | None = None,
+        decay_s: float = 0.0,
+        half_life_s: float = F18_HALF_LIFE_S,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        **kwargs,
+    ) -> None:
+        super().__init__(ndim=3, max_bytes=max_bytes)
+        self.stated = StatedUnit(unit, weight_kg, dose_bq, decay_s, half_life_s) if unit else None
+
+    def _read_one(self, name: PathLike) -> Volume:
+        return read_suv(name, self.stated, max_bytes=self.max_bytes)
 
 
 class RadiographReader(_VolumeReader):
