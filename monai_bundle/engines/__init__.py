@@ -3,8 +3,9 @@
 Modules: `precision` (device and bf16 autocast choice), `inferers` (autocast and flip-ensemble
 wrappers), `handlers` (training handlers), `gan` (GAN trainers), `metrics` (metrics in mm),
 `weights` (checked weight loading), `transfer` (loading what fits of another model's weights),
-`pipeline` (the bundle engine: a declared task, ours or an outside bundle, run image by image) and `zoo`
-(outside Model Zoo bundles: declared, checked, adapted); those two are imported by name, not here.
+`pipeline` (the bundle engine: a declared task, ours or an outside bundle, run image by image), `zoo`
+(outside Model Zoo bundles: declared, checked, adapted) and `tuning` (an Optuna search over a task's training
+overrides); those three are imported by name, not here.
 """
 
 from .gan import GAN_KEYS, Pix2PixTrainer, SegmentationGANTrainer, lsgan_loss
