@@ -183,7 +183,7 @@ def test_training_and_evaluation_preprocess_as_inference_does(task, workflow):
     assert other == inference
 
 
-PREPARED = {"ct_denoising": "dataset.json", "mri_registration": "slices.npz"}
+PREPARED = {"ct_denoising": "dataset.json", "mri_registration": "slices.npz", "mri_super_resolution": "dataset.json"}
 """Tasks that train on data their `prepare` workflow makes, and the file that marks a prepared folder."""
 
 

@@ -50,7 +50,7 @@ from monai_bundle.engines.pipeline import OUTPUT_DIR_KEY, Pipeline, PipelineErro
 from monai_bundle.io import (
     OUTPUT_FORMATS,
     ImageReadError,
-    check_same_grid,
+    check_result_grid,
     find_images,
     output_paths,
     read_header,
@@ -83,7 +83,17 @@ class UsageError(ValueError):
     """The run cannot start: bad arguments, config or weights (exit code 2)."""
 
 
-SUMMARISERS: dict[str, Callable[[dict, list[str]], dict[str, Any]]] = {"segmentation": segmentation_results}
+def image_results(item: dict, class_names: list[str]) -> dict[str, str]:
+    """An image result's `shape` and `spacing_mm`, from the written file (a super-resolved grid is not the input's)."""
+    shape, affine, _ = read_header(item["pred_path"])
+    spacing = np.linalg.norm(affine[:3, : len(shape)], axis=0)
+    return {"shape": "x".join(map(str, shape)), "spacing_mm": "x".join(f"{value:.4g}" for value in spacing)}
+
+
+SUMMARISERS: dict[str, Callable[[dict, list[str]], dict[str, Any]]] = {
+    "segmentation": segmentation_results,
+    "image": image_results,
+}
 """Task kind -> function(postprocessed item, class names) -> report columns. Classification tasks
 (probability and class per input) plug in here under "classification"."""
 
@@ -226,14 +236,14 @@ def failure_reason(source: str, error: BaseException) -> str:
     return f"{source}: {type(error).__name__}" + (f": {first}" if first else "")
 
 
-def check_output(output: Path, source: str) -> None:
-    """Raise (ValueError, ImageReadError) unless `output` is a valid result of `source`: a label map on its grid,
-    or a DICOM SEG or SR that references its series."""
+def check_output(output: Path, source: str, grid: str = "input") -> None:
+    """Raise (ValueError, ImageReadError) unless `output` is a valid result of `source`: an image on its `grid`
+    (io.GRIDS), or a DICOM SEG or SR that references its series."""
     if output.suffix == ".dcm":
         check_derived(output, source)
     else:
         shape, affine, _ = read_header(output)
-        check_same_grid(source, shape, affine)
+        check_result_grid(source, shape, affine, grid)
 
 
 def _grid_notes(affine: np.ndarray) -> list[str]:
@@ -394,7 +404,7 @@ class BatchRun:
             return None
         try:
             for output in outputs:
-                check_output(output, case.source)
+                check_output(output, case.source, self.pipeline.saver.grid)
             entry = self.journal.entries.get(case.rel)
             if entry is not None:
                 current = entry["fingerprint"] == fingerprint(case.source) and entry["signature"] == self.signature

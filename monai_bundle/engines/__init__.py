@@ -9,7 +9,7 @@ overrides); those three are imported by name, not here.
 """
 
 from .gan import GAN_KEYS, Pix2PixTrainer, SegmentationGANTrainer, lsgan_loss
-from .handlers import SkipNonFiniteSteps
+from .handlers import CaseReport, SkipNonFiniteSteps
 from .inferers import AutocastInferer, FlipEnsembleInferer
 from .metrics import HausdorffDistanceMM
 from .precision import (
@@ -35,6 +35,7 @@ __all__ = [
     "Pix2PixTrainer",
     "SegmentationGANTrainer",
     "SkipNonFiniteSteps",
+    "CaseReport",
     "AutocastInferer",
     "FlipEnsembleInferer",
     "HausdorffDistanceMM",

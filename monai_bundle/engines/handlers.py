@@ -1,8 +1,10 @@
-"""Training-loop handlers that any task's trainer can attach."""
+"""Training-loop handlers that any task's trainer can attach, and the base of per-case evaluation reports."""
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import torch
 
@@ -36,3 +38,35 @@ class SkipNonFiniteSteps:
         logger.warning(
             "iteration %d: non-finite gradients, step skipped (%d so far)", engine.state.iteration, self.skipped
         )
+
+
+class CaseReport:
+    """Evaluation handler base: each inferred case is scored as it comes (`score`), the report written after the epoch.
+
+    Subclasses implement `score` (one decollated batch item and its engine output -> one case's dict, appended
+    to `cases`) and `write` (the report into `output_dir`).
+
+    Args:
+        output_dir: folder of the report.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike) -> None:
+        self.output_dir = Path(output_dir)
+        self.cases: list[dict] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: self.write())
+
+    def _collect(self, engine) -> None:
+        as_list = lambda x: x if isinstance(x, list) else [x]  # noqa: E731 - decollated or not
+        for batch, output in zip(as_list(engine.state.batch), as_list(engine.state.output), strict=True):
+            self.cases.append(self.score(batch, output))
+
+    def score(self, batch: dict, output: dict) -> dict:
+        raise NotImplementedError
+
+    def write(self) -> None:
+        raise NotImplementedError

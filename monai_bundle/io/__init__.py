@@ -46,10 +46,12 @@ from .registry import (
     write_image,
 )
 from .transforms import (
+    GRIDS,
     INPUT_KINDS,
     OUTPUT_FORMATS,
     SaveOnInputGridd,
     case_name,
+    check_result_grid,
     check_same_grid,
     dicom_result_paths,
     is_dicom,
@@ -90,5 +92,6 @@ __all__ = [
     "DEFAULT_MAX_BYTES", "image_suffix", "find_images", "find_radiographs",
     "read_header", "read_image", "read_radiograph", "write_image",
     "INPUT_KINDS", "source_path", "case_name", "output_path", "SaveOnInputGridd", "source_grid", "check_same_grid",
+    "GRIDS", "check_result_grid",
     "OUTPUT_FORMATS", "output_paths", "is_dicom", "dicom_result_paths",
 ]  # fmt: skip

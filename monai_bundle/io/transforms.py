@@ -29,6 +29,13 @@ OUTPUT_FORMATS = ("nifti", "dicom", "both")
 SEG and SR too."""
 
 
+GRIDS = ("input", "refined")
+"""The grid a result lies on. 'input': exactly the input's (shape and affine). 'refined': the input's grid
+made finer along some axes, as super-resolution writes it: the same origin (first voxel centre) and
+direction, spacing / f and (n - 1) x f + 1 voxels along an axis refined f times (f a whole number, 1 for
+the others), so every f-th voxel lies on an input voxel and a viewer overlays the two."""
+
+
 SR_POSTFIX = "sr"
 """A DICOM input's SR report is `<case>_sr.dcm`."""
 
@@ -100,6 +107,8 @@ class SaveOnInputGridd(MapTransform):
     Writing is atomic: a temp file renamed into place. With `output_dir_key`, an item that carries
     that key is written to the folder it names instead of `output_dir` (batch runs mirror input folders).
     `input_kind="radiograph"` checks the grid the way radiographs are read (`read_radiograph`).
+    `grid="refined"` accepts a result on a finer grid of the input's (see `GRIDS`; written with a header of
+    its own, since the input's declares the old grid).
     `output_format` "dicom" or "both" writes a label map of a DICOM input as a DICOM SEG (one segment per label,
     with its codes and the algorithm) and an SR (TID 1500) of each segment's volume, referencing SEG and source;
     a failure leaves none of the files of that result.
@@ -119,6 +128,7 @@ class SaveOnInputGridd(MapTransform):
             `dicom_codes.task_codes(metadata, task)`; labels without get dicom_codes.LABEL_CODES's.
         algorithm: what made the labels, for DICOM: `dicom_derived.Algorithm` or a mapping of its fields (or
             'weights', the weight file, instead of weights_sha256).
+        grid: one of `GRIDS`: the grid the result must lie on.
         allow_missing_keys: don't raise for keys missing from an item.
     """
 
@@ -135,9 +145,15 @@ class SaveOnInputGridd(MapTransform):
         class_names: Sequence[str] | None = None,
         label_codes: Mapping[str, Mapping[str, Any]] | None = None,
         algorithm: Algorithm | Mapping[str, Any] | None = None,
+        grid: str = "input",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if grid not in GRIDS:
+            raise ValueError(f"grid must be one of {', '.join(GRIDS)}, not {grid!r}")
+        if grid != "input" and output_format != "nifti":
+            raise ValueError(f"a result on a {grid} grid is written as an image (output_format 'nifti')")
+        self.grid = grid
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}")
         if output_format not in OUTPUT_FORMATS:
@@ -178,12 +194,13 @@ class SaveOnInputGridd(MapTransform):
         targets = output_paths(
             source, output_dir or self.output_dir, self.output_postfix, self.output_ext, self.output_format
         )
-        check_same_grid(source, array.shape, affine, self.input_kind)
+        check_result_grid(source, array.shape, affine, self.grid, self.input_kind)
         array = array.astype(self.output_dtype)
         written: list[Path] = []
         try:
             if self.output_format != "dicom":
-                write_image(array, affine, targets[0], reference=_header_source(source))
+                reference = _header_source(source) if self.grid == "input" else None
+                write_image(array, affine, targets[0], reference=reference)
                 written.append(targets[0])
             if len(targets) > 1:
                 from monai_bundle.io.dicom_seg import write_dicom_seg  # highdicom: only when DICOM is written
@@ -235,6 +252,33 @@ def check_same_grid(source: str, shape: tuple[int, ...], affine: np.ndarray, inp
     error = float(np.abs(np.asarray(affine) - source_affine).max())
     if error > GRID_TOLERANCE_MM:
         raise ValueError(f"{source}: result affine differs from the input's by {error:.3g} mm")
+
+
+def check_result_grid(
+    source: str, shape: tuple[int, ...], affine: np.ndarray, grid: str = "input", input_kind: str = "volume"
+) -> None:
+    """Raise (ValueError, one line naming `source`) unless `shape`/`affine` lie on the `grid` (`GRIDS`) of the input."""
+    if grid == "input":
+        check_same_grid(source, shape, affine, input_kind)
+        return
+    source_shape, source_affine = source_grid(source, input_kind)
+    affine = np.asarray(affine, np.float64)
+    if len(shape) != len(source_shape):
+        raise ValueError(f"{source}: result has {len(shape)} axes, the input {len(source_shape)}")
+    ndim = len(shape)
+    factors = np.linalg.norm(source_affine[:3, :ndim], axis=0) / np.linalg.norm(affine[:3, :ndim], axis=0)
+    whole = np.round(factors)
+    expected = tuple((n - 1) * int(f) + 1 for n, f in zip(source_shape, whole, strict=True))
+    refined = source_affine.copy()
+    refined[:3, :ndim] /= np.where(whole > 0, whole, 1.0)
+    if np.any(whole < 1) or np.abs(factors - whole).max() > 1e-4 or tuple(shape) != expected:
+        raise ValueError(
+            f"{source}: result grid {tuple(shape)} (spacing x1/{np.round(factors, 4).tolist()}) is not a whole-number "
+            f"refinement of the input's {tuple(source_shape)}"
+        )
+    error = float(np.abs(affine - refined).max())
+    if error > GRID_TOLERANCE_MM:
+        raise ValueError(f"{source}: result origin/direction differ from the input's by {error:.3g} mm")
 
 
 def _header_source(source: str) -> str | None:

@@ -83,7 +83,14 @@ def test_batch_takes_the_declared_kind_not_the_name(metadata_file):
     tasks["brain_parcels"] = {**tasks["mri_brain_segmentation"]}  # a segmentation task whose name does not
     metadata_file.write_text(json.dumps(meta))
     assert batch.task_kind("denoising_segmentation") == "image" and batch.task_kind("brain_parcels") == "segmentation"
-    assert batch.batch_tasks() == ["brain_parcels", "ct_segmentation", "mri_brain_segmentation"]
+    assert batch.batch_tasks() == [  # segmentations and images (kind "image": a new volume per input)
+        "brain_parcels",
+        "ct_denoising",
+        "ct_segmentation",
+        "denoising_segmentation",
+        "mri_brain_segmentation",
+        "mri_super_resolution",
+    ]
 
 
 def test_the_bundle_folder_can_be_another_one(tmp_path):

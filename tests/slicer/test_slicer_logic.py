@@ -45,7 +45,13 @@ def test_suggested_task_follows_the_image():
 
 
 def test_the_module_offers_one_input_tasks_by_their_declared_kind(tmp_path):
-    assert set(TASKS) == {"ct_segmentation", "mri_brain_segmentation", "xray_classification", "ct_denoising"}
+    assert set(TASKS) == {
+        "ct_segmentation",
+        "mri_brain_segmentation",
+        "xray_classification",
+        "ct_denoising",
+        "mri_super_resolution",
+    }
     one, inference = {"image": {"ndim": 3}}, {"inference": ["x.json"]}
     declared = {
         "scan_segmentation": {"kind": "classification", "inputs": one, "configs": inference},  # the kind, not the name

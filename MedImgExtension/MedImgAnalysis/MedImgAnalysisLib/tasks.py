@@ -95,7 +95,10 @@ def suggest_task(
         return next((name for name, task in tasks.items() if task.reads_colour), None)
     dims = [size for size in shape if size > 1]
     modality = modality.upper()
-    by_modality = {task.modality.upper(): name for name, task in tasks.items() if task.modality}
+    by_modality: dict[str, str] = {}
+    for name, task in tasks.items():  # the first declared task of a modality (a segmentation before e.g. its SR)
+        if task.modality:
+            by_modality.setdefault(task.modality.upper(), name)
     if len(dims) <= 2 or modality in ("CR", "DX", "RG"):
         return next((name for name, task in tasks.items() if task.kind == "classification"), None)
     if modality == "CT" or (not modality and scalar_range[0] <= -500):  # air at -1000 HU

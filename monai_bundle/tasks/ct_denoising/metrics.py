@@ -18,11 +18,16 @@ def window(hu: np.ndarray, hu_window: tuple[float, float] = DEFAULT_WINDOW) -> n
 
 
 def scores(
-    image: np.ndarray, reference: np.ndarray, hu_window: tuple[float, float] = DEFAULT_WINDOW
+    image: np.ndarray,
+    reference: np.ndarray,
+    hu_window: tuple[float, float] = DEFAULT_WINDOW,
+    volume_psnr: bool = False,
 ) -> dict[str, float]:
     """PSNR (dB) and SSIM of a 2D or 3D HU image against the reference, both windowed to [0, 1] (MONAI metrics).
 
-    A 3D image is scored slice by slice (SSIM's 2D 11x11 Gaussian window) and averaged.
+    A 3D image is scored slice by slice (SSIM's 2D 11x11 Gaussian window) and averaged; with `volume_psnr`, PSNR
+    is that of the whole volume's mean squared error instead (a slice equal to the reference, e.g. empty air at
+    a volume's edge, would make the mean of slice PSNRs infinite).
     """
     import torch
     from monai.metrics import PSNRMetric, SSIMMetric
@@ -33,7 +38,10 @@ def scores(
     # slices as a batch of 2D images: [k, 1, i, j]
     to_batch = lambda x: torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 2, 0)[:, None]))  # noqa: E731
     ta, tb = to_batch(a), to_batch(b)
-    psnr = PSNRMetric(max_val=1.0)(ta, tb).mean().item()
+    if volume_psnr:
+        psnr = PSNRMetric(max_val=1.0)(ta.reshape(1, 1, -1), tb.reshape(1, 1, -1)).item()
+    else:
+        psnr = PSNRMetric(max_val=1.0)(ta, tb).mean().item()
     ssim = SSIMMetric(spatial_dims=2, data_range=1.0)(ta, tb).mean().item()
     return {"psnr_db": psnr, "ssim": ssim}
 

@@ -22,6 +22,9 @@ class ResidualUNet(nn.Module):
         strides: downsampling stride between levels (one fewer than `channels`).
         num_res_units: residual units per UNet block.
         norm: normalisation layer of the UNet ("batch", see above).
+        residual_scale: the UNet's output is multiplied by this fixed number before it is added. Below 1 the
+            network starts close to the identity (its random initial output, about unit size after batch norm,
+            becomes a small correction), as super-resolution wants: its corrections are a few percent.
     """
 
     def __init__(
@@ -31,9 +34,11 @@ class ResidualUNet(nn.Module):
         strides: Sequence[int] = (2, 2, 2),
         num_res_units: int = 2,
         norm: str = "batch",
+        residual_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.unet = UNet(spatial_dims, 1, 1, channels, strides, num_res_units=num_res_units, norm=norm)
+        self.residual_scale = float(residual_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.unet(x)
+        return x + self.residual_scale * self.unet(x)

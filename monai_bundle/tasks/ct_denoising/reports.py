@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_bundle.engines.handlers import CaseReport
 from monai_bundle.tasks.ct_denoising.baselines import (
     best_baselines,
     classical_denoisers,
@@ -20,7 +21,7 @@ from monai_bundle.tasks.ct_denoising.metrics import DEFAULT_WINDOW, scores
 logger = logging.getLogger(__name__)
 
 
-class DenoiseReport:
+class DenoiseReport(CaseReport):
     """Evaluation handler: PSNR/SSIM of the denoised volumes, of the low-dose inputs and of the classical
     denoisers (every setting of `classical_denoisers`) against the normal-dose volumes, in `report.json`;
     the log shows each classical method at its best setting.
@@ -34,31 +35,23 @@ class DenoiseReport:
     """
 
     def __init__(self, output_dir: str | os.PathLike, hu_window: Sequence[float] = DEFAULT_WINDOW) -> None:
-        self.output_dir, self.hu_window = Path(output_dir), tuple(float(v) for v in hu_window)
-        self.cases: list[dict] = []
+        super().__init__(output_dir)
+        self.hu_window = tuple(float(v) for v in hu_window)
 
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
+    def score(self, batch: dict, output: dict) -> dict:
+        denoised = np.asarray(output["pred"].detach().cpu())[0]
+        low = np.asarray(batch["original"].detach().cpu())[0]  # the input in HU, before windowing
+        normal = np.asarray(output["label"].detach().cpu())[0]
+        case = {
+            "case": str(batch["original"].meta.get("filename_or_obj", "")),
+            "denoiser": scores(denoised, normal, self.hu_window),
+            "low_dose_input": scores(low, normal, self.hu_window),
+        }
+        for name, denoise in classical_denoisers().items():
+            case[name] = scores(denoise_slices(denoise, low), normal, self.hu_window)
+        return case
 
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
-
-    def _collect(self, engine) -> None:
-        as_list = lambda x: x if isinstance(x, list) else [x]  # noqa: E731 - decollated or not
-        for batch, output in zip(as_list(engine.state.batch), as_list(engine.state.output), strict=True):
-            denoised = np.asarray(output["pred"].detach().cpu())[0]
-            low = np.asarray(batch["original"].detach().cpu())[0]  # the input in HU, before windowing
-            normal = np.asarray(output["label"].detach().cpu())[0]
-            case = {
-                "case": str(batch["original"].meta.get("filename_or_obj", "")),
-                "denoiser": scores(denoised, normal, self.hu_window),
-                "low_dose_input": scores(low, normal, self.hu_window),
-            }
-            for name, denoise in classical_denoisers().items():
-                case[name] = scores(denoise_slices(denoise, low), normal, self.hu_window)
-            self.cases.append(case)
-
-    def _write(self, engine) -> None:
+    def write(self) -> None:
         from monai_bundle.io import write_text_atomic
 
         report = {"hu_window": list(self.hu_window), "cases": self.cases}
