@@ -254,7 +254,7 @@ def _grid_notes(affine: np.ndarray) -> list[str]:
     return []
 
 
-class _ThreadNotes(logging.Handler):
+class ThreadNotes(logging.Handler):
     """Collects the warnings monai_bundle.io logs while one thread reads one input (e.g. 'other series ignored')."""
 
     def __init__(self) -> None:
@@ -369,7 +369,7 @@ class BatchRun:
         self.started = time.time()
         self.signature = pipeline.signature()
         self.summarise = SUMMARISERS[pipeline.kind]
-        self._notes = _ThreadNotes()
+        self._notes = ThreadNotes()
 
     @contextlib.contextmanager
     def _collecting_notes(self):

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from monai_bundle.apps import runner
-from monai_bundle.apps.batch import STATUSES, UsageError, _ThreadNotes, failure_reason, write_report
+from monai_bundle.apps.batch import STATUSES, ThreadNotes, UsageError, failure_reason, write_report
 from monai_bundle.io import (
     GRID_TOLERANCE_MM,
     PET_UNITS,
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
     stated = StatedUnit(args.pet_unit, args.weight_kg, args.dose_bq, args.decay_s, args.half_life_s)
-    started, rows, collector = time.time(), [], _ThreadNotes()
+    started, rows, collector = time.time(), [], ThreadNotes()
     logging.getLogger("monai_bundle.io").addHandler(collector)
     for item in pairs:
         row, notes, clock = {"input": item.rel, "status": "done", "error": ""}, [], time.perf_counter()
