@@ -49,3 +49,33 @@ def write_dataset_json(out_dir: Path, name: str, description: str, classes, moda
     }
     (out_dir / "dataset.json").write_text(json.dumps(spec, indent=2))
     return out_dir
+
+
+def write_leave_one_out_folds(dataset_dir: str | Path) -> dict[str, Path]:
+    """One fold per labelled case of an MSD-style set: the case is the test set, the others train and validate.
+
+    Each fold is `dataset_dir/folds/<case>/` with a dataset.json of the same classes and links to the set's
+    imagesTr/labelsTr, so the train and evaluate configs read it like the set itself. Returns case -> fold folder.
+    """
+    dataset_dir = Path(dataset_dir)
+    spec = json.loads((dataset_dir / "dataset.json").read_text())
+    cases = {}
+    for entry in [*spec.get("training", []), *spec.get("test", [])]:
+        if "label" in entry:
+            cases.setdefault(Path(entry["image"]).name.split(".")[0], entry)
+    if len(cases) < 2:
+        raise ValueError(f"{dataset_dir / 'dataset.json'}: leave-one-out needs 2 or more labelled cases")
+    folds = {}
+    for name, held_out in cases.items():
+        fold = dataset_dir / "folds" / name
+        fold.mkdir(parents=True, exist_ok=True)
+        for folder in ("imagesTr", "labelsTr"):
+            link = fold / folder
+            if not link.is_symlink():
+                link.symlink_to(Path("..") / ".." / folder, target_is_directory=True)
+        others = [entry for other, entry in cases.items() if other != name]
+        lists = {"training": others, "validation": others, "test": [held_out]}
+        fold_spec = {key: value for key, value in spec.items() if key not in ("training", "validation", "test")}
+        (fold / "dataset.json").write_text(json.dumps({**fold_spec, **lists}, indent=2))
+        folds[name] = fold
+    return folds

@@ -264,3 +264,36 @@ def test_overlay_png_is_written(tmp_path):
     picture = np.asarray(Image.open(png).convert("RGB"))
     assert picture.shape[1] > picture.shape[0] > 100
     assert (np.abs(picture[..., 0].astype(int) - picture[..., 1]) > 60).any()  # coloured label pixels are present
+
+
+def test_leave_one_out_folds_hold_out_each_labelled_case_once(tmp_path):
+    """Three labelled cases (two training, one test) and an unlabelled one: three folds, each read by the configs'
+    datalist as its case for test and the other two for training and validation, the files found through links."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from monai_bundle.tasks.segmentation.data import write_case, write_dataset_json, write_leave_one_out_folds
+
+    volume = SimpleNamespace(array=np.zeros((4, 4, 4), np.float32), affine=np.eye(4))
+    labels = np.zeros((4, 4, 4), np.uint8)
+    entries = {name: write_case(tmp_path, name, volume, labels) for name in ("a", "b", "c")}
+    unlabelled = write_case(tmp_path, "d", volume, None)
+    lists = {"training": [entries["a"], entries["b"]], "test": [entries["c"], unlabelled]}
+    write_dataset_json(tmp_path, "set", "", ["background", "organ"], "CT", lists)
+    folds = write_leave_one_out_folds(tmp_path)
+    assert sorted(folds) == ["a", "b", "c"]
+    for held_out, fold in folds.items():
+        others = sorted({"a", "b", "c"} - {held_out})
+        names = {
+            split: sorted(
+                Path(item["image"]).name.split(".")[0] for item in datasets.segmentation_datalist(fold, split)
+            )
+            for split in ("test", "training", "validation")
+        }
+        assert names == {"test": [held_out], "training": others, "validation": others}
+        for item in datasets.segmentation_datalist(fold, "all"):
+            assert all(Path(item[key]).is_file() for key in ("image", "label"))
+        assert json.loads((fold / "dataset.json").read_text())["labels"] == {"0": "background", "1": "organ"}
+    write_dataset_json(tmp_path, "set", "", ["background"], "CT", {"training": [entries["a"]]})
+    with pytest.raises(ValueError, match="2 or more labelled cases"):
+        write_leave_one_out_folds(tmp_path)
