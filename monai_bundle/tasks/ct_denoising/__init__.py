@@ -2,21 +2,26 @@
 
 Modules: `lowdose` (simulating a low-dose scan), `data` (training pairs and their data lists),
 `prepare` (the prepare workflow), `networks` (the generator), `transforms` (its output back to HU),
-`metrics` (PSNR/SSIM in a HU window), `baselines` (classical denoisers), `reports` (the evaluation
-report), `cli` (`python -m monai_bundle.tasks.ct_denoising`: a simulated low-dose copy of a CT).
+`metrics` (PSNR/SSIM in a HU window, RMS error per HU band), `baselines` (classical denoisers, BM3D with the
+`bm3d` extra), `reports` (the evaluation report), `real_cts` (every real sample CT at two doses),
+`cli` (`python -m monai_bundle.tasks.ct_denoising`: a simulated low-dose copy of a CT).
 """
 
 from .baselines import (
     BASELINE_SETTINGS,
     best_baselines,
+    bm3d_available,
     classical_denoisers,
     denoise_slices,
+    measured_noise,
 )
 from .data import (
     PAIR_SOURCES,
     downsample_in_plane,
     pair_datalist,
+    resample_in_plane,
     write_denoise_dataset,
+    write_pairs,
 )
 from .lowdose import (
     DEFAULT_ANGLES,
@@ -27,9 +32,10 @@ from .lowdose import (
     simulate_low_dose_slice,
     simulate_low_dose_volume,
 )
-from .metrics import DEFAULT_WINDOW, noise_sigma, scores, window
+from .metrics import DEFAULT_WINDOW, HU_BANDS, band_rms_hu, noise_sigma, scores, window
 from .networks import ResidualUNet
 from .prepare import prepare_dataset, prepared_pairs
+from .real_cts import EVAL_PHOTONS, REAL_CTS, markdown_tables, real_ct_rows, write_real_ct_pairs
 from .reports import DenoiseReport
 from .transforms import WindowToHUd
 
@@ -45,17 +51,28 @@ __all__ = [
     "window",
     "scores",
     "noise_sigma",
+    "HU_BANDS",
+    "band_rms_hu",
     "BASELINE_SETTINGS",
+    "bm3d_available",
+    "measured_noise",
     "classical_denoisers",
     "denoise_slices",
     "best_baselines",
     "PAIR_SOURCES",
     "downsample_in_plane",
+    "resample_in_plane",
     "write_denoise_dataset",
+    "write_pairs",
     "pair_datalist",
     "prepare_dataset",
     "prepared_pairs",
     "ResidualUNet",
     "WindowToHUd",
     "DenoiseReport",
+    "REAL_CTS",
+    "EVAL_PHOTONS",
+    "write_real_ct_pairs",
+    "real_ct_rows",
+    "markdown_tables",
 ]

@@ -53,3 +53,30 @@ def noise_sigma(image: np.ndarray) -> float:
     mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
     response = np.abs(convolve2d(np.asarray(image, np.float64), mask, mode="valid"))
     return float(np.sqrt(np.pi / 2) * response.sum() / (6.0 * response.size))
+
+
+HU_BANDS = {"lung": (-900.0, -500.0), "soft tissue": (-500.0, 300.0), "bright": (300.0, float("inf"))}
+"""HU bands a denoiser's error is broken down by, by the reference (normal-dose) value: lung parenchyma,
+soft tissue and fat, and bone or contrast (lower bound included, upper excluded)."""
+
+
+def band_rms_hu(
+    image: np.ndarray,
+    reference: np.ndarray,
+    hu_window: tuple[float, float] = DEFAULT_WINDOW,
+    bands: dict[str, tuple[float, float]] = HU_BANDS,
+) -> dict[str, float | None]:
+    """RMS error (HU) of an image in each HU band of the reference, both clipped to the window first.
+
+    Clipped as PSNR and SSIM are: a denoiser that works in the window is not charged for bone above it.
+    A band with no voxel gets None.
+    """
+    image, reference = np.asarray(image, np.float64), np.asarray(reference, np.float64)
+    if image.shape != reference.shape:
+        raise ValueError(f"image and reference differ in shape: {image.shape} vs {reference.shape}")
+    error = np.clip(image, *hu_window) - np.clip(reference, *hu_window)
+    result: dict[str, float | None] = {}
+    for name, (low, high) in bands.items():
+        inside = (reference >= low) & (reference < high)
+        result[name] = float(np.sqrt(np.mean(error[inside] ** 2))) if inside.any() else None
+    return result
