@@ -106,6 +106,29 @@ def run_to_end(run, timeout: float = 600):
     return run
 
 
+def slicer_image_task_volume(task_name: str, array_xyz: np.ndarray, ras_affine: np.ndarray, temp_root: Path):
+    """Run the Slicer module's exact command for a built-in image task on a volume written as Slicer writes it;
+    returns (the run, ended and still to `finish()`, and the header (shape, affine, ...) of its one result volume)."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "MedImgExtension" / "MedImgAnalysis"))
+    from MedImgAnalysisLib import tasks
+    from MedImgAnalysisLib.analysis import AnalysisRun
+    from monai_bundle.apps import runner
+    from monai_bundle.io import read_header
+
+    task = tasks.builtin_tasks(runner.METADATA)[task_name]
+    assert task.kind == "image"
+    write = lambda path: write_as_slicer_does(array_xyz, ras_affine, path)  # noqa: E731
+    run = run_to_end(
+        AnalysisRun(task, write, sys.executable, device="cpu", bundle_package_parent=repo, temp_root=temp_root)
+    )
+    assert run.state == "importing", (run.error, run.log[-20:])
+    [volume] = run.results.volumes
+    return run, read_header(volume)
+
+
 # ---------------------------------------------------------------- test images on known grids (tests/io)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from monai_bundle.io import read_header, read_image, write_image
 from monai_bundle.tasks import ct_denoising as lowdose
 from monai_bundle.tasks.ct_denoising import ResidualUNet
 
-from conftest import REPO, bundle_run
+from conftest import bundle_run
 
 TINY = {"patch_size": [32, 32], "patches_per_volume": 4, "batch_size": 4, "max_epochs": 2, "epoch_length": 2}
 
@@ -109,29 +108,11 @@ def test_train_evaluate_and_infer_through_the_bundle_cli(pairs, tmp_path):
 @pytest.mark.realdata
 def test_slicer_command_denoises_a_real_ct_on_its_grid(tmp_path):
     """The Slicer module's exact command with the shipped denoiser on the real held-out CT (as NRRD)."""
-    sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
-    from MedImgAnalysisLib import tasks
-    from MedImgAnalysisLib.analysis import AnalysisRun
-    from monai_bundle.apps import runner
     from monai_bundle.data import sample_data
 
-    from helpers import run_to_end, write_as_slicer_does
+    from helpers import slicer_image_task_volume
 
     ct = read_image(sample_data.fetch("ts_thorax_ct"), ndim=3)
-    task = tasks.builtin_tasks(runner.METADATA)["ct_denoising"]
-    assert task.kind == "image"
-    run = run_to_end(
-        AnalysisRun(
-            task,
-            lambda path: write_as_slicer_does(ct.array, ct.affine, path),
-            sys.executable,
-            device="cpu",
-            bundle_package_parent=REPO,
-            temp_root=tmp_path,
-        )
-    )
-    assert run.state == "importing", (run.error, run.log[-20:])
-    [volume] = run.results.volumes
-    shape, affine, _ = read_header(volume)
+    run, (shape, affine, _) = slicer_image_task_volume("ct_denoising", ct.array, ct.affine, tmp_path)
     assert shape == ct.array.shape and np.allclose(affine, ct.affine, atol=1e-4)
     run.finish()

@@ -14,7 +14,7 @@ from scipy.ndimage import gaussian_filter
 from monai_bundle.io import ImageReadError, read_header, read_image, write_image
 from monai_bundle.tasks.mri_super_resolution import degrade, fine_target, thick_affine
 
-from conftest import REPO, bundle_run
+from conftest import bundle_run
 
 TASK = ["mri_super_resolution_inference.json"]
 TINY = {
@@ -225,34 +225,14 @@ def test_bad_input_gets_one_line_naming_the_file(pipeline, tmp_path):
 def test_slicer_command_super_resolves_a_real_thick_mri_onto_its_fine_grid(tmp_path):
     """The Slicer module's exact command with the shipped network on the held-out template made thick (3 mm axial),
     written as Slicer writes a volume: the result lies on the input's fine grid."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "MedImgExtension" / "MedImgAnalysis"))
-    from MedImgAnalysisLib import tasks
-    from MedImgAnalysisLib.analysis import AnalysisRun
-    from monai_bundle.apps import runner
     from monai_bundle.data import sample_data
     from monai_bundle.tasks.mri_super_resolution import fine_affine
 
-    from helpers import run_to_end, write_as_slicer_does
+    from helpers import slicer_image_task_volume
 
     mri = read_image(sample_data.fetch("mni6_t1"), ndim=3)
     thick, affine = degrade(mri.array, 2, 3), thick_affine(mri.affine, 2, 3)
-    task = tasks.builtin_tasks(runner.METADATA)["mri_super_resolution"]
-    assert task.kind == "image"
-    run = run_to_end(
-        AnalysisRun(
-            task,
-            lambda path: write_as_slicer_does(thick, affine, path),
-            sys.executable,
-            device="cpu",
-            bundle_package_parent=REPO,
-            temp_root=tmp_path,
-        )
-    )
-    assert run.state == "importing", (run.error, run.log[-20:])
-    [volume] = run.results.volumes
-    shape, result_affine, _ = read_header(volume)
+    run, (shape, result_affine, _) = slicer_image_task_volume("mri_super_resolution", thick, affine, tmp_path)
     assert shape == (thick.shape[0], thick.shape[1], (thick.shape[2] - 1) * 3 + 1)
     np.testing.assert_allclose(result_affine, fine_affine(affine, 2, 3), atol=1e-4)
     run.finish()
