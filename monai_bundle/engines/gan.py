@@ -34,10 +34,15 @@ def lsgan_loss(logits, target: float) -> torch.Tensor:
     return torch.mean((logits.float() - target) ** 2)
 
 
+RELATIVE_FLOOR = 2e-3
+"""Added to each sample's input error in `Pix2PixTrainer`'s relative L1 (in the target's units: 4 HU of a
+2000 HU window), so a sample whose input already equals its target (e.g. padding) does not divide by 0."""
+
+
 class Pix2PixTrainer(Trainer):
     """Conditional GAN training: L1 (weighted) + least-squares adversarial loss for G; LSGAN loss for D.
 
-    `adversarial_weight` 0 trains the same generator without the GAN (for comparison).
+    `adversarial_weight` 0 trains the same generator on L1 alone; the discriminator is then not run.
     Batches are dicts with "image" (input, e.g. low-dose) and "label" (target, e.g. normal dose).
     `precision` autocasts both networks' forward passes ('auto': bf16 where the CPU or GPU runs it fast).
     The engine's output holds the losses as floats, "image", "label" and "pred" (the generated image).
@@ -72,6 +77,7 @@ class Pix2PixTrainer(Trainer):
         recon_weight: float = 100.0,
         adversarial_weight: float = 1.0,
         label_smoothing: float = 0.9,
+        relative_recon: bool = False,
         precision: str = "auto",
         epoch_length: int | None = None,
         train_handlers: Sequence | None = None,
@@ -92,19 +98,22 @@ class Pix2PixTrainer(Trainer):
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.recon_weight, self.adversarial_weight = float(recon_weight), float(adversarial_weight)
         self.real_label = float(label_smoothing)
+        self.relative_recon = bool(relative_recon)
         self.dtype = autocast_dtype(precision, device)
 
     def _autocast(self):
         return autocast_context(self.dtype, self.state.device)
 
-    def _iteration(self, engine, batchdata: dict[str, torch.Tensor]) -> dict[str, Any]:
-        inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
-        self.g_network.train()
+    def _recon_loss(self, inputs: torch.Tensor, fakes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean L1 to the target; with `relative_recon`, per sample as a share of the input's own L1 error."""
+        if not self.relative_recon:
+            return torch.mean(torch.abs(fakes - targets))
+        per_sample = lambda image: torch.abs(image - targets).flatten(1).mean(1)  # noqa: E731
+        return torch.mean(per_sample(fakes) / (per_sample(inputs.float()) + RELATIVE_FLOOR))
+
+    def _discriminator_step(self, inputs: torch.Tensor, targets: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
+        """One step of the discriminator: (input, target) is real with soft labels, (input, generated) is fake."""
         self.d_network.train()
-        with self._autocast():
-            fakes = self.g_network(inputs)
-        fakes = fakes.float()
-        # discriminator: (input, target) is real, (input, generated) is fake; soft real labels
         self.d_optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             real_logits = self.d_network(torch.cat([inputs, targets], 1))
@@ -112,12 +121,23 @@ class Pix2PixTrainer(Trainer):
         d_loss = 0.5 * (lsgan_loss(real_logits, self.real_label) + lsgan_loss(fake_logits, 0.0))
         d_loss.backward()
         self.d_optimizer.step()
-        # generator: fool the discriminator and stay close to the target
-        self.g_optimizer.zero_grad(set_to_none=True)
+        return d_loss
+
+    def _iteration(self, engine, batchdata: dict[str, torch.Tensor]) -> dict[str, Any]:
+        inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
+        self.g_network.train()
         with self._autocast():
-            g_logits = self.d_network(torch.cat([inputs, fakes], 1))
-        adv_loss = lsgan_loss(g_logits, 1.0)
-        recon_loss = torch.mean(torch.abs(fakes - targets))
+            fakes = self.g_network(inputs)
+        fakes = fakes.float()
+        recon_loss = self._recon_loss(inputs, fakes, targets)
+        adv_loss = d_loss = torch.zeros(())
+        if self.adversarial_weight:
+            d_loss = self._discriminator_step(inputs, targets, fakes)
+            with self._autocast():
+                g_logits = self.d_network(torch.cat([inputs, fakes], 1))
+            adv_loss = lsgan_loss(g_logits, 1.0)
+        # generator: fool the discriminator (when on) and stay close to the target
+        self.g_optimizer.zero_grad(set_to_none=True)
         g_loss = self.adversarial_weight * adv_loss + self.recon_weight * recon_loss
         g_loss.backward()
         self.g_optimizer.step()
@@ -146,6 +166,9 @@ class SegmentationGANTrainer(SupervisedTrainer):
         d_optimizer: optimiser of the discriminator.
         adversarial_weight: weight of the adversarial term in the segmentation loss (0: plain training).
         label_smoothing: target of real pairs for the discriminator (below 1: one-sided smoothing).
+        relative_recon: divide each sample's L1 error by its input's L1 distance to the target (plus
+            `RELATIVE_FLOOR`): the share of the input's error left, so a low-noise sample weighs as much
+            as a noisy one (plain L1 is dominated by the noisiest samples when doses vary).
         precision: autocast of the discriminator: 'auto', 'bf16', 'fp16' or 'fp32'.
         kwargs: keyword arguments of MONAI's `SupervisedTrainer` (device, max_epochs, train_data_loader, ...).
     """

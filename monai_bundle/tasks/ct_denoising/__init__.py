@@ -17,11 +17,16 @@ from .baselines import (
 )
 from .data import (
     PAIR_SOURCES,
+    PHOTONS_RANGE,
+    PIXEL_MM_RANGE,
+    SAME_PATIENT,
+    VARIED_SOURCES,
     downsample_in_plane,
     pair_datalist,
     resample_in_plane,
     write_denoise_dataset,
     write_pairs,
+    write_varied_pairs,
 )
 from .lowdose import (
     DEFAULT_ANGLES,
@@ -35,7 +40,16 @@ from .lowdose import (
 from .metrics import DEFAULT_WINDOW, HU_BANDS, band_rms_hu, noise_sigma, scores, window
 from .networks import ResidualUNet
 from .prepare import prepare_dataset, prepared_pairs
-from .real_cts import EVAL_PHOTONS, REAL_CTS, markdown_tables, real_ct_rows, write_real_ct_pairs
+from .real_cts import (
+    EVAL_PHOTONS,
+    HEAD_CTS,
+    REAL_CTS,
+    leave_one_out_folds,
+    markdown_tables,
+    real_ct_rows,
+    trained_on,
+    write_real_ct_pairs,
+)
 from .reports import DenoiseReport
 from .transforms import WindowToHUd
 
@@ -60,10 +74,15 @@ __all__ = [
     "denoise_slices",
     "best_baselines",
     "PAIR_SOURCES",
+    "VARIED_SOURCES",
+    "PIXEL_MM_RANGE",
+    "PHOTONS_RANGE",
+    "SAME_PATIENT",
     "downsample_in_plane",
     "resample_in_plane",
     "write_denoise_dataset",
     "write_pairs",
+    "write_varied_pairs",
     "pair_datalist",
     "prepare_dataset",
     "prepared_pairs",
@@ -71,6 +90,9 @@ __all__ = [
     "WindowToHUd",
     "DenoiseReport",
     "REAL_CTS",
+    "HEAD_CTS",
+    "leave_one_out_folds",
+    "trained_on",
     "EVAL_PHOTONS",
     "write_real_ct_pairs",
     "real_ct_rows",

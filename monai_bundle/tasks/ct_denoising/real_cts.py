@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_bundle.tasks.ct_denoising.baselines import BASELINE_SETTINGS, best_baselines
-from monai_bundle.tasks.ct_denoising.data import PAIR_SOURCES, write_pairs
+from monai_bundle.tasks.ct_denoising.data import VARIED_SOURCES, patient_of, write_pairs
 from monai_bundle.tasks.ct_denoising.lowdose import DEFAULT_ANGLES
 from monai_bundle.tasks.ct_denoising.metrics import HU_BANDS
 
@@ -32,6 +32,9 @@ volumes, 4-5 of the 512x512 ones (BM3D takes about 7 s per 512x512 slice and set
 single-slice head CTs. Left out: `ct_small`, an
 8.5 cm crop of a slice (projections through a crop are not a scan's)."""
 
+HEAD_CTS = ("ct693", "ct_skull_base")
+"""The single-slice head CTs of `REAL_CTS`."""
+
 EVAL_PHOTONS = (2e4, 1e5)
 """Doses of the evaluation, photons per ray (the shipped weights were trained at 2e4)."""
 
@@ -39,9 +42,23 @@ EVAL_SEED = 1000
 """Seed of the first CT's noise, away from the training pairs' seeds (0, 1, 2)."""
 
 
-def trained_on() -> set[str]:
-    """Sample CTs among the training pairs of `PAIR_SOURCES` (their rows are not held out)."""
-    return {name for name, _, _ in PAIR_SOURCES["train"]}
+def trained_on(exclude: tuple[str, ...] = ()) -> set[str]:
+    """Sample CTs among the training pairs (`VARIED_SOURCES`) less `exclude` and their patients' other CTs."""
+    left_out = {patient_of(name) for name in exclude}
+    return {name for name, _ in VARIED_SOURCES if patient_of(name) not in left_out}
+
+
+def leave_one_out_folds() -> list[tuple[str, ...]]:
+    """The CTs each leave-one-out fold holds out: one patient's CTs (`patient_of`), the two head CTs together.
+
+    The heads are one fold, not two, because each is a single slice: held out together, neither head nor the
+    sub-0.5 mm pixels of head CTs are seen in training, a stricter test of both than two folds would be.
+    """
+    folds: dict[str, list[str]] = {}
+    for name, _ in REAL_CTS:
+        group = "heads" if name in HEAD_CTS else patient_of(name)
+        folds.setdefault(group, []).append(name)
+    return [tuple(names) for names in folds.values()]
 
 
 def write_real_ct_pairs(
@@ -59,16 +76,17 @@ def write_real_ct_pairs(
     return write_pairs(out_dir, sources, photons, angles, seed)
 
 
-def real_ct_rows(report: dict, photons: float) -> list[dict]:
+def real_ct_rows(report: dict, photons: float, trained: set[str] | None = None) -> list[dict]:
     """One row per CT of an evaluate report (`DenoiseReport`'s report.json) of `write_real_ct_pairs` pairs.
 
-    A row: the CT's sample name, its pixel size and slice spacing (mm), the slices scored, whether the shipped
-    weights were trained on it, the dose, and for the low-dose input, the network and each classical method
-    at its best setting (highest PSNR on this CT): PSNR, SSIM, RMS error per HU band and the setting's name.
+    A row: the CT's sample name, its pixel size and slice spacing (mm), the slices scored, whether the network
+    was trained on it (`trained`: default `trained_on()`, the shipped weights' CTs), the dose, and for the
+    low-dose input, the network and each classical method at its best setting (highest PSNR on this CT):
+    PSNR, SSIM, RMS error per HU band and the setting's name.
     """
     from monai_bundle.io import read_header
 
-    trained, steps = trained_on(), dict(REAL_CTS)
+    trained, steps = trained_on() if trained is None else trained, dict(REAL_CTS)
     rows = []
     for case in report["cases"]:
         path = Path(case["case"])

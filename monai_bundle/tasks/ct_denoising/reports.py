@@ -34,12 +34,19 @@ class DenoiseReport(CaseReport):
         hu_window: (low, high) HU window both images are clipped to before scoring.
         slice_step: score every n-th axial slice only (from the first), the same slices for every method:
             BM3D takes seconds per slice.
+        baselines: score the classical denoisers too; False scores the network and the input alone (e.g. a
+            leave-one-out fold, whose baselines are those of the same pairs scored once).
     """
 
     def __init__(
-        self, output_dir: str | os.PathLike, hu_window: Sequence[float] = DEFAULT_WINDOW, slice_step: int = 1
+        self,
+        output_dir: str | os.PathLike,
+        hu_window: Sequence[float] = DEFAULT_WINDOW,
+        slice_step: int = 1,
+        baselines: bool = True,
     ) -> None:
         super().__init__(output_dir)
+        self.baselines = bool(baselines)
         self.hu_window = tuple(float(v) for v in hu_window)
         if int(slice_step) < 1:
             raise ValueError(f"slice_step must be 1 or more, got {slice_step}")
@@ -60,7 +67,7 @@ class DenoiseReport(CaseReport):
             "denoiser": scored(denoised),
             "low_dose_input": scored(low),
         }
-        for name, denoise in classical_denoisers(hu_window=self.hu_window).items():
+        for name, denoise in (classical_denoisers(hu_window=self.hu_window) if self.baselines else {}).items():
             case[name] = scored(denoise_slices(denoise, low))
         return case
 

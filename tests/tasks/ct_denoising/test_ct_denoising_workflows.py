@@ -72,6 +72,37 @@ def test_pix2pix_trainer_learns_to_remove_noise():
     assert np.isfinite(trainer.state.output["d_loss"])
 
 
+def test_without_the_adversarial_term_the_discriminator_is_not_run():
+    """adversarial_weight 0 (the shipped recipe): L1 alone trains the generator; the discriminator stays as it was."""
+    torch.manual_seed(0)
+    generator = ResidualUNet(channels=(8, 16), strides=(2,), head_channels=4)
+    discriminator = PatchDiscriminator(2, 8, 2, num_layers_d=1, norm="INSTANCE")
+    before = {k: v.clone() for k, v in discriminator.state_dict().items()}
+    clean = torch.nn.functional.avg_pool2d(torch.rand(8, 1, 24, 24), 9, stride=1)
+    batches = [{"image": clean + 0.1 * torch.randn_like(clean), "label": clean}] * 4
+    trainer = Pix2PixTrainer(
+        "cpu",
+        1,
+        batches,
+        generator,
+        discriminator,
+        torch.optim.Adam(generator.parameters(), 1e-3),
+        torch.optim.Adam(discriminator.parameters(), 1e-3),
+        adversarial_weight=0.0,
+    )
+    trainer.run()
+    assert all(torch.equal(before[k], v) for k, v in discriminator.state_dict().items())
+    assert trainer.state.output["d_loss"] == 0.0 and trainer.state.output["recon_loss"] > 0
+    assert not torch.equal(generator.head.weight, torch.zeros_like(generator.head.weight))  # the generator learned
+
+
+def test_the_zero_initialised_head_starts_the_denoiser_as_the_exact_identity():
+    image = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ResidualUNet(channels=(8, 16), strides=(2,), head_channels=4).eval()(image), image)
+        assert not torch.equal(ResidualUNet(channels=(8, 16), strides=(2,)).eval()(image), image)
+
+
 def test_train_evaluate_and_infer_through_the_bundle_cli(pairs, tmp_path):
     bundle_run(
         ["ct_denoising_inference.json", "ct_denoising_train.json"],
