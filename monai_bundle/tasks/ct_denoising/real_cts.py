@@ -36,10 +36,10 @@ HEAD_CTS = ("ct693", "ct_skull_base")
 """The single-slice head CTs of `REAL_CTS`."""
 
 EVAL_PHOTONS = (2e4, 1e5)
-"""Doses of the evaluation, photons per ray (the shipped weights were trained at 2e4)."""
+"""Doses of the evaluation, photons per ray (inside the training pairs' range, `PHOTONS_RANGE`)."""
 
 EVAL_SEED = 1000
-"""Seed of the first CT's noise, away from the training pairs' seeds (0, 1, 2)."""
+"""Seed of the first CT's noise (the n-th uses EVAL_SEED + n); training pairs draw from `[0, source, copy]`."""
 
 
 def trained_on(exclude: tuple[str, ...] = ()) -> set[str]:
