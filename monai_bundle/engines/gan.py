@@ -58,6 +58,9 @@ class Pix2PixTrainer(Trainer):
         recon_weight: weight of the L1 reconstruction loss in the generator's loss.
         adversarial_weight: weight of the adversarial loss in the generator's loss (0: no GAN).
         label_smoothing: target of real pairs for the discriminator (below 1: one-sided smoothing).
+        relative_recon: divide each sample's L1 error by its input's L1 distance to the target (plus
+            `RELATIVE_FLOOR`): the share of the input's error left, so a low-noise sample weighs as much
+            as a noisy one (plain L1 is dominated by the noisiest samples when doses vary).
         precision: 'auto', 'bf16', 'fp16' or 'fp32' (see above).
         epoch_length: iterations per epoch (None: the loader's length).
         train_handlers: MONAI/ignite handlers to attach.
@@ -166,9 +169,6 @@ class SegmentationGANTrainer(SupervisedTrainer):
         d_optimizer: optimiser of the discriminator.
         adversarial_weight: weight of the adversarial term in the segmentation loss (0: plain training).
         label_smoothing: target of real pairs for the discriminator (below 1: one-sided smoothing).
-        relative_recon: divide each sample's L1 error by its input's L1 distance to the target (plus
-            `RELATIVE_FLOOR`): the share of the input's error left, so a low-noise sample weighs as much
-            as a noisy one (plain L1 is dominated by the noisiest samples when doses vary).
         precision: autocast of the discriminator: 'auto', 'bf16', 'fp16' or 'fp32'.
         kwargs: keyword arguments of MONAI's `SupervisedTrainer` (device, max_epochs, train_data_loader, ...).
     """

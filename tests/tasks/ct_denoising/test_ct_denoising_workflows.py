@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.networks.nets import PatchDiscriminator
 
-from monai_bundle.engines import Pix2PixTrainer
+from monai_bundle.engines import Pix2PixTrainer, gan
 from monai_bundle.io import read_header, read_image, write_image
 from monai_bundle.tasks import ct_denoising as lowdose
 from monai_bundle.tasks.ct_denoising import ResidualUNet
@@ -147,3 +147,16 @@ def test_slicer_command_denoises_a_real_ct_on_its_grid(tmp_path):
     run, (shape, affine, _) = slicer_image_task_volume("ct_denoising", ct.array, ct.affine, tmp_path)
     assert shape == ct.array.shape and np.allclose(affine, ct.affine, atol=1e-4)
     run.finish()
+
+
+def test_relative_recon_is_each_samples_share_of_its_inputs_error():
+    """Known answer: two samples, one 10x noisier; each keeps half its input's error, so both count 0.5."""
+    targets = torch.zeros(2, 1, 4, 4)
+    inputs = torch.stack([torch.full((1, 4, 4), 0.02), torch.full((1, 4, 4), 0.2)])
+    fakes = inputs / 2
+    trainer = Pix2PixTrainer("cpu", 1, [], ResidualUNet(channels=(4, 8), strides=(2,)), None, None, None)
+    floor = gan.RELATIVE_FLOOR
+    assert trainer._recon_loss(inputs, fakes, targets).item() == pytest.approx(0.055)  # plain L1: the noisy one decides
+    trainer.relative_recon = True
+    expected = (0.01 / (0.02 + floor) + 0.1 / (0.2 + floor)) / 2
+    assert trainer._recon_loss(inputs, fakes, targets).item() == pytest.approx(expected, rel=1e-5)
