@@ -5,6 +5,7 @@
     python scripts/train_demo_weights.py --task mri_brain_segmentation --install
     python scripts/train_demo_weights.py --task ct_segmentation --fine-tune 10 --install   # from the shipped weights
     python scripts/train_demo_weights.py --task ct_segmentation --leave-one-out             # each labelled CT held out
+    python scripts/train_demo_weights.py --task ct_segmentation --leave-one-out --fold ts_dicom_abdomen  # one fold
 
 Training and evaluation run through `python -m monai.bundle run` with the bundle's own configs.
 Results (held-out Dice, HD95) are written to monai_bundle/docs/results/<task>.json.
@@ -57,8 +58,9 @@ ANATOMY_STEPS = {
     "body mask": "['@mask_outside_body']",
     "lungs in air": "['@lungs_only_in_air']",
     "heart only in the chest": "['@chest_only_organs']",
+    "no trunk organs in a head": "['@no_trunk_organs_in_head']",
     "body mask + lungs in air": "['@mask_outside_body','@lungs_only_in_air']",
-    "all three (shipped)": "['@mask_outside_body','@lungs_only_in_air','@chest_only_organs']",
+    "all four (shipped)": "['@mask_outside_body','@lungs_only_in_air','@chest_only_organs','@no_trunk_organs_in_head']",
 }
 """The CT anatomy postprocessing steps measured alone and together (`anatomy_postprocessing#transforms`)."""
 
@@ -124,12 +126,13 @@ def train_like_shipped(task: str, dataset: Path, work: Path) -> Path:
     return stage_2
 
 
-def leave_one_out(task: str, dataset: Path, work: Path) -> int:
+def leave_one_out(task: str, dataset: Path, work: Path, only: list[str] | None = None) -> int:
     """Each labelled case scored by weights trained without it (Dice and HD95 per label), into the results file.
 
     The fold that holds out the shipped weights' test case is scored with the shipped weights (trained on the
     others); every other fold trains its own weights the way the shipped ones were (`train_like_shipped`).
-    Folds already trained are reused, so an interrupted run resumes.
+    Folds already trained are reused, so an interrupted run resumes; `only` names the folds to run (the
+    others keep their recorded figures).
     """
     shipped_test = [
         Path(entry["image"]).name.split(".")[0] for entry in json.loads((dataset / "dataset.json").read_text())["test"]
@@ -137,7 +140,11 @@ def leave_one_out(task: str, dataset: Path, work: Path) -> int:
     results = json.loads(results_file(task).read_text())
     folds = results.setdefault("leave_one_out", {})
     cases = write_leave_one_out_folds(dataset)
-    for case in sorted(cases, key=lambda name: [name] != shipped_test):  # the shipped fold first: no training
+    unknown = set(only or ()) - set(cases)
+    if unknown:
+        folds = ", ".join(sorted(cases))
+        raise SystemExit(f"no such leave-one-out fold: {', '.join(sorted(unknown))} (folds: {folds})")
+    for case in sorted(set(only or cases), key=lambda name: [name] != shipped_test):  # the shipped fold first
         started = time.monotonic()
         shipped = shipped_test == [case]
         fold_work = work / "leave_one_out" / case
@@ -190,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="score each labelled case with weights trained on the others; record it in the docs' figures",
     )
+    parser.add_argument(
+        "--fold", action="append", metavar="CASE", help="with --leave-one-out: run only this fold (repeatable)"
+    )
     args = parser.parse_args(argv)
 
     work = args.work_dir / f"demo_{args.task}"
@@ -197,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.re_evaluate:
         return re_evaluate(args.task, dataset, work)
     if args.leave_one_out:
-        return leave_one_out(args.task, dataset, work)
+        return leave_one_out(args.task, dataset, work, args.fold)
     settings = dict(TRAINING[args.task], **({"max_epochs": args.max_epochs} if args.max_epochs else {}))
     if args.fine_tune:
         settings.update(FINE_TUNE, max_epochs=args.fine_tune, checkpoint=str(shipped_weights(args.task)))

@@ -37,6 +37,7 @@ FACTS = {
     "similarity",
     "foreground_threshold",
     "flip_prob",
+    "fov_crop_prob",
     "prepared_dataset_dir",
 }
 """Keys that state a fact of a task (what its network sees and predicts): declared by the task's base config."""

@@ -184,6 +184,16 @@ _AMI = Archive(
 )
 
 
+_DICOM2STL = Archive(
+    "dicom2stl",
+    "0.5.0",
+    "dicom2stl-0.5.0.tar.gz",
+    "fb214135f811315203829abbc579cfdb8108d6af4fe49bd513620f4a4fae023d",
+    "Apache-2.0 per its README (dicom2stl, D. Chen, NIAID; its LICENSE file is an MIT template); example CTs of "
+    "its sdist (examples/Data)",
+)
+
+
 _MODEL_OUTPUT = "model output, not manual ground truth"
 
 
@@ -389,6 +399,20 @@ SAMPLES: dict[str, Sample] = _registry(
         "data/dicom/ser002img00001-16-signed.dcm",
         "ba0017374fb6e24e8407b1ecd9d6739abe6334f0a6363059711e290d47294545",
         "CT slice of the head at the skull base (orbits, sinus air, cerebellum), GE, 512x512 at 0.43 mm, 5 mm thick",
+    ),
+    Sample(
+        "ct_head",
+        _DICOM2STL,
+        "examples/Data/ct_head.nii.gz",
+        "f47d7dabbe05af8703b559284833d31936d9969e452a0e22d77dae9a8e3f6331",
+        "CT of the whole head, skull base to vertex with the upper neck, 190x240x95 at 1.01x1.01x2.5 mm, HU",
+    ),
+    Sample(
+        "ct_head_top",
+        _DICOM2STL,
+        "examples/Data/ct_example.nii.gz",
+        "dc828025b8624fbdc690de0d4bc49ae30d1926d782bf8302e6b9d410986ae866",
+        "CT of the upper head (orbits to vertex), 256x256x26 at 1.25x1.25x4 mm, HU",
     ),
 )
 

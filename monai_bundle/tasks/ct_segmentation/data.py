@@ -5,6 +5,7 @@ ground truth) of the sample CTs merged into coarse anatomy.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +74,29 @@ def prepare_ct_dataset(out_dir: str | Path) -> Path:
     )
 
 
-OUT_OF_DOMAIN_CTS = {
-    "ct693": "head (one slice): no chest or abdomen",
-    "ct_small": "a trunk slice cropped to 8.5 cm: heavily cropped",
+OTHER_INPUTS = {
+    "ct693": "head CT slice, 5 mm (pydicom-data)",
+    "ct_skull_base": "head CT slice at the skull base, 5 mm, with sinus air (npm ami.js)",
+    "ct_head": "whole head CT with the upper neck, 2.5 mm (dicom2stl)",
+    "ct_head_top": "upper head CT, 4 mm (dicom2stl)",
+    "ct_small": "trunk CT slice cropped to 8.5 cm (pydicom)",
+    "ts_mr": "abdominal MRI (TotalSegmentator)",
+    "ts_ct": "held-out abdomen CT (TotalSegmentator)",
+    "ts_thorax_ct": "held-out thorax CT, 1.5 mm (TotalSegmentator)",
 }
-"""Real CTs from PyPI that the CT model was not trained for, and what its quality flag should say of them."""
+"""Real images from the registries that the CT model was not trained on, by sample name: other body regions (whose
+chest and abdominal organs should total 0 mL), a cropped slice, an MRI, and two held-out CTs of its own region."""
+
+SHOULD_HAVE_NO_TRUNK_ORGANS = ("ct693", "ct_skull_base", "ct_head", "ct_head_top", "ct_small")
+
+
+def write_sample_as_volume(name: str, out_dir: str | Path) -> Path:
+    """A sample as a 3D input named after it under `out_dir`: volumes copied as they are, lone DICOM slices
+    written as one-slice volumes (`slice_as_volume`)."""
+    source = Path(sample_data.fetch(name))
+    if source.suffix == ".dcm":
+        return slice_as_volume(source, Path(out_dir) / f"{name}.nii.gz")
+    return Path(shutil.copy(source, Path(out_dir) / (name + "".join(source.suffixes))))
 
 
 def slice_as_volume(dicom_path: str | Path, out_path: str | Path) -> Path:

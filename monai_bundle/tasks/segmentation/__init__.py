@@ -5,7 +5,7 @@ the probabilities onto the input grid), `anatomy` (CT body and lung constraints)
 quality flag), `reports` (label volumes and the segmentation report).
 """
 
-from .anatomy import ChestOnlyOrgansd, LungsOnlyInAird, MaskOutsideBodyd
+from .anatomy import ChestOnlyOrgansd, LungsOnlyInAird, MaskOutsideBodyd, NoTrunkOrgansInHeadd
 from .data import label_on_image_grid, write_case, write_dataset_json
 from .quality import AssessQualityd, quality_line, read_quality, with_quality
 from .reports import SegmentationReport, label_volumes_ml, segmentation_results
@@ -22,6 +22,7 @@ __all__ = [
     "ChestOnlyOrgansd",
     "LungsOnlyInAird",
     "MaskOutsideBodyd",
+    "NoTrunkOrgansInHeadd",
     "quality_line",
     "read_quality",
     "with_quality",

@@ -26,7 +26,19 @@ from scipy import ndimage
 
 from monai_bundle.io import write_text_atomic
 
-from .anatomy import ANATOMY_KEY, CtAnatomy, body_mask, chest_slices, lung_air, sees_air, voxel_ml
+from .anatomy import (
+    ANATOMY_KEY,
+    HU_P01_MAX,
+    SKULL_MIN_CM2,
+    TRUNK_CLASSES,
+    CtAnatomy,
+    body_mask,
+    bone_cavity_cm2,
+    chest_slices,
+    lung_air,
+    sees_air,
+    voxel_ml,
+)
 from .transforms import first_argmax
 
 QUALITY_SUFFIX = "_quality.json"
@@ -63,12 +75,14 @@ def measure(
     probabilities: np.ndarray | None = None,
     body: np.ndarray | None = None,
     lungs: np.ndarray | None = None,
+    cavity_cm2: float | None = None,
 ) -> dict[str, Any]:
     """What a CT (in HU, RAS, axis 2 to the head) and the network's probabilities (same grid) show.
 
     Returns plain numbers (JSON-ready): HU percentiles, body cross-sections, lungs, field of view,
     noise, and with the probabilities `network_measures` (organ voxels outside the body counted).
-    `body` and `lungs` (anatomy.body_mask, lung_air of `hu`) are computed when not given.
+    `body`, `lungs` and `cavity_cm2` (anatomy.body_mask, lung_air, bone_cavity_cm2 of `hu`) are computed
+    when not given.
     """
     spacing = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
     pixel_cm2 = spacing[0] * spacing[1] / 100.0
@@ -85,6 +99,7 @@ def measure(
         "trunk_slices": int(sum(area >= TRUNK_MIN_CM2 for area in areas)),
         "lung_air_ml": round(float(lungs.sum()) * voxel_ml(affine), 1),
         "chest_slices": int(chest_slices(lungs, pixel_cm2, LUNG_MIN_CM2).sum()),
+        "bone_cavity_cm2": round(bone_cavity_cm2(hu, pixel_cm2) if cavity_cm2 is None else cavity_cm2, 1),
         "body_length_mm": round(float(len(body_slices) * spacing[2]), 1),
         "body_at_image_edge": round(float(np.median(edge)) if edge else 0.0, 3),
         "noise_hu": None if noise is None else round(noise, 1),
@@ -116,10 +131,10 @@ def _largest_area(mask: np.ndarray) -> int:
 
 DEFAULT_RULES: dict[str, Any] = {
     "modality": "CT",
-    "trunk_organs": ["lungs", "heart", "aorta", "liver", "spleen", "kidneys", "stomach"],
+    "trunk_organs": list(TRUNK_CLASSES),
     "lungs": "lungs",
     "organ_max_ml": {},
-    "min_hu": -50.0,
+    "min_hu": HU_P01_MAX,
     "min_body_length_mm": 60.0,
     "max_body_at_image_edge": 0.3,
     "max_noise_hu": 60.0,
@@ -162,12 +177,20 @@ def _ct_reasons(m: Mapping[str, Any], volumes: Mapping[str, float], r: Mapping[s
             f"cropped: the field of view cuts through the body ({m['body_at_image_edge']:.0%} of the image edge "
             "is body)"
         )
-    if not cut and m["trunk_slices"] == 0 and m["chest_slices"] == 0:
-        reasons.append(
+    region = None
+    if m["chest_slices"] == 0 and m.get("bone_cavity_cm2", 0.0) >= SKULL_MIN_CM2:
+        region = (
+            f"body region: a head (bone encloses {m['bone_cavity_cm2']:.0f} cm² of soft tissue in an axial slice, "
+            "a skull; no aerated lung): the model knows chest and abdomen CT only"
+        )
+    elif not cut and m["trunk_slices"] == 0 and m["chest_slices"] == 0:
+        region = (
             f"body region: no chest or abdomen (largest body cross-section {m['largest_cross_section_cm2']:.0f} cm², "
             f"a trunk has >= {TRUNK_MIN_CM2:.0f}; no aerated lung): head, neck or limbs? the model knows chest and "
             "abdomen CT only"
         )
+    if region:
+        reasons.append(region)
         found = sum(organs.values())
         if found > r["organs_outside_region_ml"]:
             reasons.append(f"{found:.0f} mL of chest/abdomen organs labelled in an image without chest or abdomen")
@@ -289,7 +312,9 @@ class AssessQualityd(MapTransform):
         if ct:
             if not (isinstance(anatomy, CtAnatomy) and anatomy.image is image and anatomy.hu_range == self.hu_range):
                 anatomy = CtAnatomy(image, self.hu_range)
-            measures = measure(anatomy.hu, np.asarray(image.affine), probs, anatomy.body, anatomy.lungs)
+            measures = measure(
+                anatomy.hu, np.asarray(image.affine), probs, anatomy.body, anatomy.lungs, anatomy.bone_cavity_cm2
+            )
         else:  # another modality, or a CT window that clips air: the HU and anatomy rules cannot run
             measures = {} if probs is None else network_measures(probs)
             if self.rules["modality"] == "CT":

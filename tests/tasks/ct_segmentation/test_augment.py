@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from monai_bundle.tasks.ct_segmentation import RandEnhancementd
@@ -44,3 +45,52 @@ def test_without_a_ct_window_or_listed_classes_nothing_changes():
         RandEnhancementd("image", "label", CLASSES, classes=["aorta"], prob=0.0),
     ):
         assert torch.equal(transform(dict(case))["image"], case["image"])
+
+
+def _fov_crop(task: str, **overrides):
+    """The training's field-of-view crop and the pad after it, as the task's train workflow builds them."""
+    from monai.bundle import ConfigParser
+
+    from monai_bundle.apps import runner
+
+    parser = ConfigParser()
+    parser.read_config(runner.config_files(task, "train"))
+    parser.read_meta(str(runner.METADATA))
+    parser.update(overrides)
+    crop, pad = (parser.get_parsed_content(f"train#random_transforms#{i}") for i in (0, 1))
+    crop.set_random_state(seed=0)
+    return crop, pad, parser.get_parsed_content("roi_size"), parser.get_parsed_content("pixdim")
+
+
+def _slab_case(slices: int = 111):
+    """A body-axis ramp: slice z holds image (z + 1) / slices and label z % 7 + 1 (a crop shows where it came from)."""
+    z = torch.arange(slices, dtype=torch.float32)
+    image = ((z + 1) / slices).expand(1, 70, 70, slices).clone()
+    label = (torch.arange(slices) % 7 + 1).to(torch.uint8).expand(1, 70, 70, slices).clone()
+    return {"image": image, "label": label}
+
+
+def test_ct_training_can_crop_the_body_axis_to_partial_fields_of_view_padded_with_air():
+    crop, pad, roi, pixdim = _fov_crop("ct_segmentation", fov_crop_prob=0.5)
+    case, lengths = _slab_case(), []
+    for _ in range(200):
+        out = pad(crop(dict(case)))
+        image, label = out["image"][0, 0, 0], out["label"][0, 0, 0]
+        assert out["image"].shape[1:3] == (70, 70) and image.shape == label.shape and image.shape[0] >= roi[2]
+        body = image > 0  # padding is 0: air after the CT window's scaling
+        first = int(torch.round(image[body][0] * 111)) - 1
+        kept = torch.arange(first, first + int(body.sum()))
+        assert torch.equal(label[body], (kept % 7 + 1).to(torch.uint8))  # image and label cropped together
+        assert torch.all(label[~body] == 0)
+        lengths.append(int(body.sum()))
+    lengths = np.asarray(lengths)
+    assert 0.35 < np.mean(lengths < 111) < 0.65  # about half the draws are cropped
+    assert lengths.min() >= round(30 / pixdim[2]) and np.mean(lengths < roi[2]) > 0.15  # short slabs, padded
+
+
+@pytest.mark.parametrize("task", ["ct_segmentation", "mri_brain_segmentation"])
+def test_the_shipped_recipes_keep_the_whole_field_of_view(task):
+    crop, pad, roi, _ = _fov_crop(task)
+    case = _slab_case()
+    for _ in range(50):
+        assert torch.equal(pad(crop(dict(case)))["image"], case["image"])

@@ -22,11 +22,14 @@ TRUNK_ORGANS = ["lungs", "heart", "aorta", "liver", "spleen", "kidneys", "stomac
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """inference.json (a real `monai.bundle run`) on a held-out abdomen CT, two head CT slices (brain; skull base
-    with sinus air), a CT slice cropped to one vertebra and an abdominal MRI; the output folder."""
+    """inference.json (a real `monai.bundle run`) on a held-out abdomen CT, two 3D head CTs (whole head with the
+    upper neck; top of the head), two head CT slices (brain; skull base with sinus air), a CT slice cropped to one
+    vertebra and an abdominal MRI; the output folder."""
     inputs, out = tmp_path_factory.mktemp("in"), tmp_path_factory.mktemp("out")
     shutil.copy(sample_data.fetch("ts_ct"), inputs / "abdomen.nii.gz")
     shutil.copy(sample_data.fetch("ts_mr"), inputs / "mri.nii.gz")
+    shutil.copy(sample_data.fetch("ct_head"), inputs / "head_3d.nii.gz")
+    shutil.copy(sample_data.fetch("ct_head_top"), inputs / "head_top.nii.gz")
     slice_as_volume(sample_data.fetch("ct693"), inputs / "head.nii.gz")
     slice_as_volume(sample_data.fetch("ct_skull_base"), inputs / "skull_base.nii.gz")
     slice_as_volume(sample_data.fetch("ct_small"), inputs / "vertebra.nii.gz")
@@ -62,8 +65,10 @@ def test_a_held_out_abdomen_ct_is_ok_and_has_no_lungs_below_the_diaphragm_or_out
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("head", "body region: no chest or abdomen"),
-        ("skull_base", "body region: no chest or abdomen"),  # its sinus and mastoid air is not lung
+        ("head_3d", "body region: a head"),  # the network alone: 98 mL of organs in the scalp and neck
+        ("head_top", "body region: a head"),  # the network alone: 63 mL
+        ("head", "body region: no chest or abdomen"),  # one 5 mm slice: its skull does not close on the 3 mm grid
+        ("skull_base", "body region: no chest or abdomen"),  # no closed skull; its sinus and mastoid air is not lung
         ("vertebra", "cropped: the field of view cuts through the body"),
     ],
 )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from ct_phantoms import AFFINE, VOXEL_ML, head, trunk
 from monai.data import MetaTensor
 
-from monai_bundle.tasks.segmentation import ChestOnlyOrgansd, LungsOnlyInAird, MaskOutsideBodyd
-from monai_bundle.tasks.segmentation.anatomy import body_mask, lung_air, rule_out, to_hu
+from monai_bundle.tasks.segmentation import ChestOnlyOrgansd, LungsOnlyInAird, MaskOutsideBodyd, NoTrunkOrgansInHeadd
+from monai_bundle.tasks.segmentation.anatomy import body_mask, bone_cavity_cm2, lung_air, rule_out, to_hu
 
 HU_RANGE = (-1000.0, 1000.0)
 
@@ -101,6 +102,44 @@ def test_chest_only_organs_leaves_the_heart_beside_the_lungs_and_nowhere_else():
     assert (out[:, :, : first_chest_slice - 2] == 2).all()  # below: the heart is ruled out, the next class wins
 
 
+PIXEL_CM2 = float(AFFINE[0, 0] * AFFINE[1, 1]) / 100.0
+
+
+def test_bone_cavity_is_a_skulls_and_not_a_trunks():
+    phantom = head()
+    assert bone_cavity_cm2(phantom["hu"], PIXEL_CM2) == pytest.approx(np.pi * 7.4 * 8.9, rel=0.05)  # 207 cm²
+    assert bone_cavity_cm2(trunk()["hu"], PIXEL_CM2) == 0.0  # its spine is solid bone, its ribs leave gaps
+    fat = phantom["hu"].copy()
+    fat[(fat > -500) & (fat < 500)] = -100.0  # the same ring around fat: no skull
+    assert bone_cavity_cm2(fat, PIXEL_CM2) == 0.0
+    cut = phantom["hu"].copy()
+    cut[:, 40:50] = -1000.0  # the ring opened on both sides: nothing enclosed
+    assert bone_cavity_cm2(cut, PIXEL_CM2) == 0.0
+
+
+def _liver_over_bone(shape) -> MetaTensor:
+    """Probabilities that call every voxel liver (0.6), else bone (0.3), else background (0.1)."""
+    probabilities = torch.empty((3, *shape))
+    probabilities[0], probabilities[1], probabilities[2] = 0.1, 0.6, 0.3
+    return MetaTensor(probabilities, affine=AFFINE)
+
+
+def test_no_trunk_organs_in_a_head_but_in_a_scan_that_reaches_the_lungs():
+    rule = NoTrunkOrgansInHeadd("pred", ["background", "liver", "bone"], hu_range=HU_RANGE)
+    skull = head()["hu"]
+    out = rule({"pred": _liver_over_bone(skull.shape), "image": _scaled(skull)})["pred"].argmax(0).numpy()
+    assert (out == 2).all()  # the liver ruled out everywhere: the next class wins
+    body = trunk()["hu"]
+    body[25:115, 10:100, -6:] = skull[:, :, :6]  # a head above the chest: the lungs are in the image
+    item = {"pred": _liver_over_bone(body.shape), "image": _scaled(body)}
+    assert rule(item)["pred"] is item["pred"]
+    item = {"pred": _liver_over_bone(skull.shape), "image": _scaled(skull)}
+    assert NoTrunkOrgansInHeadd("pred", ["background", "grey_matter"], hu_range=HU_RANGE)(item)["pred"] is item["pred"]
+    mri = np.select([skull > 500, skull > -500], [800.0, 100.0], 0.0)  # a bright rim, no air, no fat: an MRI
+    item = {"pred": _liver_over_bone(mri.shape), "image": _scaled(mri)}
+    assert rule(item)["pred"] is item["pred"]
+
+
 def test_classes_the_task_does_not_have_are_left_alone():
     phantom = trunk()
     item = {"pred": _lungs_everywhere(phantom["hu"].shape), "image": _scaled(phantom["hu"])}
@@ -119,5 +158,6 @@ def test_a_window_that_hides_air_turns_the_anatomy_rules_off():
         MaskOutsideBodyd("pred", hu_range=window),
         LungsOnlyInAird("pred", ["background", "lungs", "liver"], hu_range=window),
         ChestOnlyOrgansd("pred", ["background", "heart", "liver"], hu_range=window),
+        NoTrunkOrgansInHeadd("pred", ["background", "lungs", "liver"], hu_range=window),
     ):
         assert transform(item)["pred"] is item["pred"]

@@ -39,9 +39,12 @@ def test_a_whole_trunk_ct_is_ok():
 def test_a_head_is_not_a_chest_or_abdomen_and_its_organs_are_impossible():
     hu = head()["hu"]
     reasons = _reasons(hu, {"lungs": 40.0, "liver": 0.0})
-    assert reasons[0].startswith("body region: no chest or abdomen (largest body cross-section 2")
+    assert reasons[0].startswith("body region: a head (bone encloses 20")  # its skull's cavity: 207 cm²
     assert reasons[1] == "40 mL of chest/abdomen organs labelled in an image without chest or abdomen"
     assert len(_reasons(hu, {"lungs": 4.0, "liver": 0.0})) == 1  # under 5 mL: the region alone is flagged
+    neck = hu.copy()
+    neck[neck > 300] = 35.0  # no skull (a neck, a limb): the body's size tells it is no trunk
+    assert _reasons(neck)[0].startswith("body region: no chest or abdomen (largest body cross-section 2")
 
 
 def test_an_mri_is_not_a_ct():
@@ -113,7 +116,7 @@ def test_assess_qualityd_writes_the_flag_beside_the_label_map_and_into_the_item(
     assert written["quality"] == "review" and written["volumes_ml"] == {"lungs": 27.0}
     assert written["reasons"][1] == "27 mL of chest/abdomen organs labelled in an image without chest or abdomen"
     assert [p.name for p in tmp_path.iterdir()] == ["case_quality.json"]  # written atomically: no temp file left
-    assert quality_line(written).startswith("review: body region: no chest or abdomen")
+    assert quality_line(written).startswith("review: body region: a head")
     assert quality_line({"quality": "ok", "reasons": []}) == "ok" and quality_line(None) == "not assessed"
 
 
