@@ -4,6 +4,7 @@
     python scripts/train_demo_weights.py --task ct_segmentation --install
     python scripts/train_demo_weights.py --task mri_brain_segmentation --install
     python scripts/train_demo_weights.py --task ct_segmentation --fine-tune 10 --install   # from the shipped weights
+    python scripts/train_demo_weights.py --task ct_segmentation --fine-tune 10 --start-from W.pt  # from other weights
     python scripts/train_demo_weights.py --task ct_segmentation --leave-one-out             # each labelled CT held out
     python scripts/train_demo_weights.py --task ct_segmentation --leave-one-out --fold ts_dicom_abdomen  # one fold
 
@@ -193,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         help="start from the shipped weights and train this many epochs at a third of the learning rate",
     )
     parser.add_argument(
+        "--start-from",
+        type=Path,
+        metavar="WEIGHTS",
+        help="with --fine-tune: start from these weights instead of the shipped ones",
+    )
+    parser.add_argument(
         "--leave-one-out",
         action="store_true",
         help="score each labelled case with weights trained on the others; record it in the docs' figures",
@@ -210,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return leave_one_out(args.task, dataset, work, args.fold)
     settings = dict(TRAINING[args.task], **({"max_epochs": args.max_epochs} if args.max_epochs else {}))
     if args.fine_tune:
-        settings.update(FINE_TUNE, max_epochs=args.fine_tune, checkpoint=str(shipped_weights(args.task)))
+        start = args.start_from.resolve() if args.start_from else shipped_weights(args.task)
+        settings.update(FINE_TUNE, max_epochs=args.fine_tune, checkpoint=str(start))
     started = time.monotonic()
     run(args.task, "train", stream=True, dataset_dir=dataset, output_dir=work, **settings)
     checkpoint = work / "models" / "model.pt"
