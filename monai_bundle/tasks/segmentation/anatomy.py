@@ -114,13 +114,17 @@ def bone_cavity_cm2(hu: np.ndarray, pixel_cm2: float, max_fat: float = 0.05) -> 
     return float(sizes[soft].max()) * pixel_cm2 if soft.any() else 0.0
 
 
-def shows_a_head(hu: np.ndarray, cavity_cm2: float, lungs: np.ndarray) -> bool:
-    """Whether a CT in HU is of the head (or head and neck) only: a skull's cavity and no aerated lung anywhere.
+def shows_a_head(anatomy: CtAnatomy) -> bool:
+    """Whether a CT in HU is of the head (or head and neck) only: no aerated lung anywhere and a skull's cavity.
 
     An image without air or fat (an MRI read as HU) is no CT to judge: its bright rims can close around
-    anything, so it is never taken for a head.
+    anything, so it is never taken for a head. Checked cheapest first: a CT with lungs costs nothing more.
     """
-    return cavity_cm2 >= SKULL_MIN_CM2 and not lungs.any() and float(np.percentile(hu, 1)) <= HU_P01_MAX
+    return (
+        not anatomy.lungs.any()
+        and float(np.percentile(anatomy.hu, 1)) <= HU_P01_MAX
+        and anatomy.bone_cavity_cm2 >= SKULL_MIN_CM2
+    )
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
@@ -337,7 +341,7 @@ class NoTrunkOrgansInHeadd(MapTransform):
         if not self.labels or not sees_air(self.hu_range):
             return d
         anatomy = ct_anatomy(d, self.image_key, self.hu_range)
-        if not shows_a_head(anatomy.hu, anatomy.bone_cavity_cm2, anatomy.lungs):
+        if not shows_a_head(anatomy):
             return d
         everywhere = np.ones(anatomy.hu.shape, bool)
         for key in self.key_iterator(d):

@@ -82,7 +82,7 @@ def measure(
     Returns plain numbers (JSON-ready): HU percentiles, body cross-sections, lungs, field of view,
     noise, and with the probabilities `network_measures` (organ voxels outside the body counted).
     `body`, `lungs` and `cavity_cm2` (anatomy.body_mask, lung_air, bone_cavity_cm2 of `hu`) are computed
-    when not given.
+    when not given; the skull's cavity only matters, and is only measured, when the image shows no lung.
     """
     spacing = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
     pixel_cm2 = spacing[0] * spacing[1] / 100.0
@@ -91,6 +91,10 @@ def measure(
     areas = [_largest_area(body[:, :, z]) * pixel_cm2 for z in range(body.shape[2])]
     body_slices = [z for z in range(body.shape[2]) if body[:, :, z].any()]
     noise = noise_hu(hu, body)
+    if lungs.any():
+        cavity_cm2 = None  # a skull only matters in an image without lungs
+    elif cavity_cm2 is None:
+        cavity_cm2 = bone_cavity_cm2(hu, pixel_cm2)
     edge = [np.concatenate([s[0], s[-1], s[:, 0], s[:, -1]]).mean() for s in np.moveaxis(body, 2, 0) if s.any()]
     out = {
         "hu_p01": round(float(np.percentile(hu, 1)), 1),
@@ -99,7 +103,7 @@ def measure(
         "trunk_slices": int(sum(area >= TRUNK_MIN_CM2 for area in areas)),
         "lung_air_ml": round(float(lungs.sum()) * voxel_ml(affine), 1),
         "chest_slices": int(chest_slices(lungs, pixel_cm2, LUNG_MIN_CM2).sum()),
-        "bone_cavity_cm2": round(bone_cavity_cm2(hu, pixel_cm2) if cavity_cm2 is None else cavity_cm2, 1),
+        "bone_cavity_cm2": None if cavity_cm2 is None else round(cavity_cm2, 1),
         "body_length_mm": round(float(len(body_slices) * spacing[2]), 1),
         "body_at_image_edge": round(float(np.median(edge)) if edge else 0.0, 3),
         "noise_hu": None if noise is None else round(noise, 1),
@@ -178,7 +182,7 @@ def _ct_reasons(m: Mapping[str, Any], volumes: Mapping[str, float], r: Mapping[s
             "is body)"
         )
     region = None
-    if m["chest_slices"] == 0 and m.get("bone_cavity_cm2", 0.0) >= SKULL_MIN_CM2:
+    if m["chest_slices"] == 0 and (m.get("bone_cavity_cm2") or 0.0) >= SKULL_MIN_CM2:
         region = (
             f"body region: a head (bone encloses {m['bone_cavity_cm2']:.0f} cm² of soft tissue in an axial slice, "
             "a skull; no aerated lung): the model knows chest and abdomen CT only"
@@ -312,9 +316,8 @@ class AssessQualityd(MapTransform):
         if ct:
             if not (isinstance(anatomy, CtAnatomy) and anatomy.image is image and anatomy.hu_range == self.hu_range):
                 anatomy = CtAnatomy(image, self.hu_range)
-            measures = measure(
-                anatomy.hu, np.asarray(image.affine), probs, anatomy.body, anatomy.lungs, anatomy.bone_cavity_cm2
-            )
+            cavity = None if anatomy.lungs.any() else anatomy.bone_cavity_cm2
+            measures = measure(anatomy.hu, np.asarray(image.affine), probs, anatomy.body, anatomy.lungs, cavity)
         else:  # another modality, or a CT window that clips air: the HU and anatomy rules cannot run
             measures = {} if probs is None else network_measures(probs)
             if self.rules["modality"] == "CT":
