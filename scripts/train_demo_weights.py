@@ -117,10 +117,14 @@ def anatomy_ablation(task: str, dataset: Path, checkpoint: Path, work: Path) -> 
 
 
 def train_like_shipped(task: str, dataset: Path, work: Path) -> Path:
-    """The shipped weights' two stages on another training set: TRAINING, then 10 epochs of FINE_TUNE from it."""
+    """The shipped weights' two stages on another training set: TRAINING, then 10 epochs of FINE_TUNE from it.
+
+    The first stage runs without field-of-view crops, as the shipped weights' first stage (0.4.0) did.
+    """
     stage_1, stage_2 = work / "stage_1" / "models" / "model.pt", work / "stage_2" / "models" / "model.pt"
     if not stage_1.is_file():
-        run(task, "train", stream=True, dataset_dir=dataset, output_dir=work / "stage_1", **TRAINING[task])
+        settings = dict(TRAINING[task], fov_crop_prob=0.0)
+        run(task, "train", stream=True, dataset_dir=dataset, output_dir=work / "stage_1", **settings)
     if not stage_2.is_file():
         settings = dict(TRAINING[task], **FINE_TUNE, max_epochs=10, checkpoint=str(stage_1))
         run(task, "train", stream=True, dataset_dir=dataset, output_dir=work / "stage_2", **settings)
