@@ -255,3 +255,15 @@ def test_every_label_of_the_segmentation_and_classification_tasks_has_its_codes_
 def test_output_format_defaults_to_the_label_map_of_today():
     for task in ("ct_segmentation", "mri_brain_segmentation", "xray_classification"):
         assert _parser(task, "inference").get_parsed_content("output_format") == "nifti"
+
+
+def test_index_based_overrides_of_the_training_transforms_point_at_the_transform_they_mean():
+    """tune.json searches RandAffined's prob and brain_extraction_finetune.json sets RandFlipd's axis by list
+    index: a transform added to `train#random_transforms` must move them along."""
+    steps = json.loads((CONFIGS / "train.json").read_text())["train"]["random_transforms"]
+    tune_key = next(
+        p["key"] for p in json.loads((CONFIGS / "tune.json").read_text())["tune"]["space"] if "random" in p["key"]
+    )
+    flip_key = next(k for k in _keys("brain_extraction_finetune.json") if k.startswith("train#random_transforms#"))
+    for key, target in ((tune_key, "RandAffined"), (flip_key, "RandFlipd")):
+        assert steps[int(key.split("#")[2])]["_target_"] == target, key
