@@ -65,6 +65,13 @@ ANATOMY_STEPS = {
 }
 """The CT anatomy postprocessing steps measured alone and together (`anatomy_postprocessing#transforms`)."""
 
+SLIDING_WINDOWS = {
+    "overlap 0.0625, constant (shipped)": {},
+    "overlap 0.25, gaussian": {"inferer#inferer#overlap": 0.25, "inferer#inferer#mode": "gaussian"},
+    "overlap 0.5, gaussian": {"inferer#inferer#overlap": 0.5, "inferer#inferer#mode": "gaussian"},
+}
+"""Sliding-window settings the held-out Dice is measured with: how much of a figure is where the windows fall."""
+
 
 def evaluate_held_out(task: str, dataset: Path, checkpoint: Path, work: Path, **overrides) -> dict:
     """Held-out metrics: labelled test cases through evaluate.json; brain masks through inference.json."""
@@ -114,6 +121,14 @@ def anatomy_ablation(task: str, dataset: Path, checkpoint: Path, work: Path) -> 
         metrics = evaluate_held_out(task, dataset, checkpoint, work, **{"anatomy_postprocessing#transforms": steps})
         out[name] = {metric: metrics[metric]["per_label"] for metric in ("mean_dice", "hd95_mm")}
     return out
+
+
+def window_sensitivity(task: str, dataset: Path, checkpoint: Path, work: Path) -> dict:
+    """Held-out Dice per label with each of SLIDING_WINDOWS (the same weights and postprocessing)."""
+    return {
+        name: evaluate_held_out(task, dataset, checkpoint, work, **overrides)["mean_dice"]["per_label"]
+        for name, overrides in SLIDING_WINDOWS.items()
+    }
 
 
 def train_like_shipped(task: str, dataset: Path, work: Path) -> Path:
@@ -171,6 +186,7 @@ def re_evaluate(task: str, dataset: Path, work: Path) -> int:
     results = json.loads(results_file(task).read_text())
     if task == "ct_segmentation":
         results["anatomy_postprocessing_ablation"] = anatomy_ablation(task, dataset, checkpoint, work)
+        results["sliding_window_sensitivity"] = window_sensitivity(task, dataset, checkpoint, work)
     results.update(
         training_fit_dice=training_fit(task, dataset, checkpoint, work),
         **evaluate_held_out(task, dataset, checkpoint, work),
