@@ -38,7 +38,7 @@ from .lowdose import (
     simulate_low_dose_volume,
 )
 from .metrics import DEFAULT_WINDOW, HU_BANDS, band_rms_hu, noise_sigma, scores, window
-from .networks import ResidualUNet
+from .networks import NOISE_INPUT_SCALE, ResidualUNet, noise_level
 from .prepare import prepare_dataset, prepared_pairs
 from .real_cts import (
     EVAL_PHOTONS,
@@ -88,6 +88,8 @@ __all__ = [
     "prepare_dataset",
     "prepared_pairs",
     "ResidualUNet",
+    "NOISE_INPUT_SCALE",
+    "noise_level",
     "WindowToHUd",
     "DenoiseReport",
     "REAL_CTS",

@@ -13,7 +13,7 @@ from monai.networks.nets import PatchDiscriminator
 from monai_bundle.engines import Pix2PixTrainer, gan
 from monai_bundle.io import read_header, read_image, write_image
 from monai_bundle.tasks import ct_denoising as lowdose
-from monai_bundle.tasks.ct_denoising import ResidualUNet
+from monai_bundle.tasks.ct_denoising import ResidualUNet, noise_level
 
 from conftest import bundle_run
 
@@ -44,10 +44,11 @@ def pairs(tmp_path_factory) -> Path:
     return root
 
 
-def test_pix2pix_trainer_learns_to_remove_noise():
+@pytest.mark.parametrize("noise_input", [False, True], ids=["blind", "noise input"])
+def test_pix2pix_trainer_learns_to_remove_noise(noise_input):
     """A few hundred steps on a known distribution (smooth images + Gaussian noise): L1 to the clean target halves."""
     torch.manual_seed(0)
-    generator = ResidualUNet(channels=(16, 32, 64), strides=(2, 2))
+    generator = ResidualUNet(channels=(16, 32, 64), strides=(2, 2), noise_input=noise_input)
     discriminator = PatchDiscriminator(2, 16, 2, num_layers_d=2, norm="INSTANCE")
     base = torch.nn.functional.avg_pool2d(torch.rand(256, 1, 40, 40), 9, stride=1)  # smooth 32x32 images
     batches = [
@@ -100,7 +101,44 @@ def test_the_zero_initialised_head_starts_the_denoiser_as_the_exact_identity():
     image = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(ResidualUNet(channels=(8, 16), strides=(2,), head_channels=4).eval()(image), image)
+        assert torch.equal(
+            ResidualUNet(channels=(8, 16), strides=(2,), head_channels=4, noise_input=True).eval()(image), image
+        )
         assert not torch.equal(ResidualUNet(channels=(8, 16), strides=(2,)).eval()(image), image)
+
+
+def test_noise_level_measures_known_noise_and_ignores_clipped_air_and_edges():
+    """Known answers: Gaussian noise of sigma 0.01-0.1 on a smooth image with a sharp edge, beside clipped air."""
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
+    tissue = 0.4 + 0.1 * torch.sin(4 * xx) * torch.cos(3 * yy) + 0.2 * (xx > 0.6)  # a step edge of 0.2
+    for sigma in (0.01, 0.03, 0.1):
+        image = (tissue + sigma * torch.randn_like(tissue)).clamp(0, 1)
+        image[:, :40] = 0.0  # air, clipped by the window: no noise to see there
+        assert float(noise_level(image[None, None])) == pytest.approx(sigma, rel=0.08)
+    batch = torch.stack([tissue + 0.02 * torch.randn_like(tissue), torch.zeros_like(tissue)])[:, None]
+    levels = noise_level(batch)
+    assert levels[0] == pytest.approx(0.02, rel=0.08) and levels[1] == 0.0  # each image its own; all air: 0
+    with torch.autocast("cpu", torch.bfloat16):  # the same level on a machine that runs the network in bf16
+        assert torch.equal(noise_level(batch), levels)
+
+
+def test_the_noise_input_is_seen_by_the_network_and_is_2d_only(monkeypatch):
+    """The measured level reaches the UNet as a second channel: the same image at another level gives another output."""
+    from monai_bundle.tasks.ct_denoising import networks
+
+    torch.manual_seed(0)
+    generator = ResidualUNet(channels=(8, 16), strides=(2,), noise_input=True).eval()
+    image = 0.5 + 0.02 * torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        measured = generator(image)
+        monkeypatch.setattr(networks, "noise_level", lambda images: torch.full((len(images),), 0.1))
+        told_noisier = generator(image)
+        monkeypatch.setattr(networks, "noise_level", lambda images: noise_level(images))
+        assert torch.equal(generator(image), measured)
+    assert not torch.allclose(measured, told_noisier)
+    with pytest.raises(ValueError, match="2D"):
+        ResidualUNet(spatial_dims=3, channels=(8, 16), strides=(2,), noise_input=True)
 
 
 def test_train_evaluate_and_infer_through_the_bundle_cli(pairs, tmp_path):
