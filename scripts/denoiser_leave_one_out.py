@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Leave one CT out for the low-dose CT denoiser: train without it, score on it at two doses against the baselines.
 
-    python scripts/denoiser_leave_one_out.py                        # every fold, then the table (about 45 min here)
+    python scripts/denoiser_leave_one_out.py                        # every fold, then the table (about 3 h here)
     python scripts/denoiser_leave_one_out.py --folds ts_thorax_ct --max-epochs 60
     python scripts/denoiser_leave_one_out.py --install              # also train on every CT and ship those weights
     python scripts/denoiser_leave_one_out.py --install-only         # no folds: train on every CT and ship
