@@ -36,11 +36,15 @@ STAGES = ({"max_epochs": 600}, {"max_epochs": 600, "g_learning_rate": 1e-4})
 600 more from those weights, cosine from 1e-4 to 0 (a warm restart)."""
 
 
+def scaled(stages, epoch_scale: float) -> list[dict]:
+    """`stages` with every stage's epochs multiplied by `epoch_scale` (at least 1)."""
+    return [stage | {"max_epochs": max(1, round(stage["max_epochs"] * epoch_scale))} for stage in stages]
+
+
 def train_stages(out: Path, stages, epoch_scale: float = 1.0, **overrides) -> Path:
     """Train `stages` in turn into `out`/stage_<k>, each from the previous stage's weights; the last model's path."""
     checkpoint = None
-    for k, stage in enumerate(stages, 1):
-        stage = stage | {"max_epochs": max(1, round(stage["max_epochs"] * epoch_scale))}
+    for k, stage in enumerate(scaled(stages, epoch_scale), 1):
         start = {"pretrained_weights": checkpoint.resolve()} if checkpoint else {}
         checkpoint = train(TASK, out / f"stage_{k}", **overrides, **stage, **start)
     return checkpoint
@@ -48,8 +52,8 @@ def train_stages(out: Path, stages, epoch_scale: float = 1.0, **overrides) -> Pa
 
 def recipe(stages, epoch_scale: float) -> dict:
     """The training settings a result was measured with."""
-    scaled = [stage | {"max_epochs": max(1, round(stage["max_epochs"] * epoch_scale))} for stage in stages]
-    return {"stages": scaled, "config": "ct_denoising_train.json defaults, then each stage's overrides"}
+    config = "ct_denoising_train.json defaults, then each stage's overrides"
+    return {"stages": scaled(stages, epoch_scale), "config": config}
 
 
 def case_name(case: dict) -> str:
