@@ -13,7 +13,7 @@ from monai.networks.nets import PatchDiscriminator
 from monai_bundle.engines import Pix2PixTrainer, gan
 from monai_bundle.io import read_header, read_image, write_image
 from monai_bundle.tasks import ct_denoising as lowdose
-from monai_bundle.tasks.ct_denoising import ResidualUNet, noise_level
+from monai_bundle.tasks.ct_denoising import ResidualUNet, WindowToHUd, noise_level
 
 from conftest import bundle_run
 
@@ -168,10 +168,10 @@ def test_train_evaluate_and_infer_through_the_bundle_cli(pairs, tmp_path):
     assert shape == source_shape and np.allclose(affine, source_affine)
     denoised = np.asarray(read_image(result).array)
     assert denoised.dtype == np.int16
-    bone = np.asarray(read_image(source).array) > 1000
-    assert np.array_equal(
-        denoised[bone], np.asarray(read_image(source).array)[bone]
-    )  # outside the window: passed through
+    original = np.asarray(read_image(source).array)
+    outside = (original < -1000) | (original > 1000)
+    # beyond the window: the input's HU where the network's output is at that edge (WindowToHUd), else its value
+    assert np.all((denoised[outside] == original[outside]) | (np.abs(denoised[outside]) <= 1000))
 
 
 @pytest.mark.realdata
@@ -198,3 +198,17 @@ def test_relative_recon_is_each_samples_share_of_its_inputs_error():
     trainer.relative_recon = True
     expected = (0.01 / (0.02 + floor) + 0.1 / (0.2 + floor)) / 2
     assert trainer._recon_loss(inputs, fakes, targets).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_window_to_hu_keeps_the_input_beyond_the_window_only_where_the_network_is_at_that_edge():
+    """Known answers, one voxel each: the window is -1000..1000 HU, margins 20 HU (low edge) and 100 HU (high)."""
+    original = torch.tensor([-1050.0, -3024.0, -1010.0, 1500.0, 1050.0, 40.0, -1010.0])
+    network_hu = torch.tensor([-900.0, -1000.0, -992.0, 940.0, 700.0, 45.0, -960.0])
+    # lung whose noise fell below the window: the network's -900; padding and air at the edge: their input;
+    # bone the output saturates on: its input; noise above the window in soft tissue: the network's 700;
+    # inside the window: the network's; air 40 HU inside the low edge: the network's
+    expected = torch.tensor([-900.0, -3024.0, -1010.0, 1500.0, 700.0, 45.0, -960.0])
+    data = {"pred": (network_hu + 1000.0) / 2000.0, "original": original}
+    assert torch.allclose(WindowToHUd("pred")(data)["pred"], expected, atol=1e-3)
+    wider = WindowToHUd("pred", edge_margin_hu=(50.0, 400.0))(data)["pred"]
+    assert wider[6].item() == pytest.approx(-1010.0) and wider[4].item() == pytest.approx(1050.0)
