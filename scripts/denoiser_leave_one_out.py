@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Leave one CT out for the low-dose CT denoiser: train without it, score on it at two doses against the baselines.
 
-    python scripts/denoiser_leave_one_out.py                        # every fold, then the table (about 6 h here)
+    python scripts/denoiser_leave_one_out.py                        # every fold, then the table (4-6 h here)
     python scripts/denoiser_leave_one_out.py --folds ts_thorax_ct --epoch-scale 0.1 --stages 1
     python scripts/denoiser_leave_one_out.py --install              # also train on every CT and ship those weights
     python scripts/denoiser_leave_one_out.py --install-only         # no folds: train on every CT and ship
