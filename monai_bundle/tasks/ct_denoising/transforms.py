@@ -13,7 +13,7 @@ EDGE_MARGIN_HU = (20.0, 100.0)
 """`WindowToHUd`'s default margins (HU) at the window's low and high edge. Chosen on the two CTs no training saw
 (`real_cts.UNSEEN_CTS`), both doses: 10-20 HU at the low edge scored best (50 lost 0.2 dB, 100 0.8 dB on the chest
 CT at 2e4); at the high edge the head's bone above +1000 HU came back within 60 HU RMS with 100 (as when every
-such voxel kept its input), 111 HU with 20."""
+such voxel kept its input), 111 HU with 20 (`scripts/denoiser_edge_margins.py`)."""
 
 
 class WindowToHUd:
